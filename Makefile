@@ -1,0 +1,124 @@
+# shears — build, test, run. `make run` and `make test` set everything up.
+#   make            build the shears binary
+#   make run        set up, then run the main job on the bundled sample
+#   make test       set up, build and pass every test
+#   make SAN=1 test the same under AddressSanitizer + UBSan
+#   make CC=clang   build with clang
+#   make bench      benchmarks beside ONNX Runtime (not part of test)
+#   make fuzz       libFuzzer targets (clang; not part of test)
+
+CC ?= cc
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-san
+else
+BUILD ?= build
+endif
+
+APT_PACKAGES := build-essential pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler \
+	libonnx-dev libcjson-dev zlib1g-dev libncurses-dev libreadline-dev libcmocka-dev \
+	dataset-fashion-mnist libonnx-testdata nodejs npm
+PKGS := openblas libprotobuf-c libcjson zlib
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT ?= -O2 -march=x86-64-v3 -g
+ifeq ($(SAN),1)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SANLD := -fsanitize=address,undefined
+endif
+CFLAGS_ALL = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(OPT) -I. -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(SANLD) $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+
+GEN_C := $(BUILD)/gen/onnx.pb-c.c
+GEN_H := $(BUILD)/gen/onnx.pb-c.h
+CORE_SRC := $(wildcard core/*.c core/ops/*.c)
+CMD_SRC := $(wildcard commands/*.c)
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC) $(CMD_SRC)) $(BUILD)/obj/gen/onnx.pb-c.o
+LIB := $(BUILD)/libshears.a
+BIN := $(BUILD)/shears
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
+
+.PHONY: all deps run test unit-tests conformance interop bench bench-deps fuzz clean check-deps ort-deps
+all: $(BIN)
+
+# ---- setup --------------------------------------------------------------
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps: installing$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing || \
+	     (apt-get update && apt-get install -y --no-install-recommends $$missing)) >/dev/null || exit 1; \
+	  else echo "make deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+ORT_DIR := tests/ort
+ORT_STAMP := $(ORT_DIR)/node_modules/onnxruntime-node/package.json
+ort-deps: $(ORT_STAMP)
+$(ORT_STAMP): $(ORT_DIR)/package.json
+	cd $(ORT_DIR) && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+# ---- build --------------------------------------------------------------
+$(GEN_C) $(GEN_H): $(ONNX_PROTO)
+	@mkdir -p $(BUILD)/gen
+	@echo "  PROTOC-C $<"
+	@protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(BUILD)/gen $(notdir $(ONNX_PROTO))
+
+$(BUILD)/obj/gen/onnx.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	@$(CC) -std=c11 $(OPT) -w -I$(BUILD)/gen $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/tui/main.o $(LIB)
+	@echo "  LD $@"
+	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT) $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) -lcmocka
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(TEST_SUPPORT) $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- run and test -------------------------------------------------------
+run: deps $(BIN)
+	./tests/run_main_job.sh $(BIN)
+
+# Tests run with one BLAS thread so results are reproducible.
+test: deps
+	$(MAKE) --no-print-directory all-tests
+	$(MAKE) --no-print-directory ort-deps
+	OPENBLAS_NUM_THREADS=1 ./tests/run_tests.sh $(BUILD)
+
+all-tests: $(BIN) $(TEST_BINS) $(TOOL_BINS)
+
+bench-deps: deps ort-deps
+bench: bench-deps $(BIN) $(TOOL_BINS)
+	./bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-san build-*
