@@ -47,6 +47,7 @@ TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
+.SECONDARY:
 .PHONY: all deps run test unit-tests conformance interop bench bench-deps fuzz clean check-deps ort-deps
 all: $(BIN)
 
