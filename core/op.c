@@ -87,7 +87,7 @@ int op_run(const Node *n, int opset, Tensor **in, int n_in, Tensor **out, int n_
     for (int i = 0; i < n_out; i++)
         outs[i] = calloc(1, sizeof(Tensor));
     OpCtx c = {.node = n, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in, .out = outs};
-    for (int i = 0; i < n_in; i++)
+    for (int i = 0; i < n_in && !(op->flags & OP_SHAPE_ONLY); i++)
         if (in[i] && !in[i]->data && in[i]->numel > 0) {
             rc = op_fail(&c, SH_E_STATE, "input %d has no data", i);
             goto fail;
@@ -104,7 +104,7 @@ int op_run(const Node *n, int opset, Tensor **in, int n_in, Tensor **out, int n_
             goto fail;
         }
     }
-    if (op->flags & OP_ALIAS) {
+    if ((op->flags & OP_ALIAS) && n_out == 1) {
         memcpy(outs[0]->data, in[0]->data, tensor_bytes(outs[0]));
     } else {
         size_t sb = op->scratch ? op->scratch(&c) : 0;

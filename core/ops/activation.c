@@ -1,8 +1,16 @@
-/* Elementwise unary activations and math: output has the input's shape. */
+/* Elementwise unary activations and math: output has the input's shape.
+ * Each op is one loop over numel with its parameters read once before the
+ * loop, so the loops stay simple enough for the compiler to vectorize.
+ * Output may alias input 0 (OP_INPLACE): every loop reads x[i] before it
+ * writes y[i] and touches nothing else. */
 #include "../error.h"
 #include "../op.h"
 
+#include <float.h>
 #include <math.h>
+#include <string.h>
+
+/* ---- shape inference ---------------------------------------------------- */
 
 static int unary_infer(OpCtx *c)
 {
@@ -13,17 +21,365 @@ static int unary_infer(OpCtx *c)
     return 0;
 }
 
-static int relu_forward(OpCtx *c)
+/* Neg, Abs and Sign also appear in int64 shape arithmetic. */
+static int unary_num_infer(OpCtx *c)
 {
-    const float *x = tensor_f32(c->in[0]);
-    float *y = tensor_f32(c->out[0]);
-    for (int64_t i = 0; i < c->in[0]->numel; i++)
-        y[i] = x[i] > 0 ? x[i] : 0;
+    int rc = op_check_input(c, 0, SH_UNDEF);
+    if (rc < 0)
+        return rc;
+    DType dt = c->in[0]->dtype;
+    if (dt != SH_F32 && dt != SH_I64)
+        return op_fail(c, SH_E_UNSUPPORTED, "input 0 is %s; expected float32 or int64",
+                       dtype_name(dt));
+    op_set_out(c, 0, dt, &c->in[0]->shape);
     return 0;
 }
 
+/* ---- parameter-free float loops ----------------------------------------- */
+
+/* Defines name_forward(c) computing y[i] = EXPR(v) with v = x[i]. */
+#define UNARY_F32(name, EXPR)                                                                  \
+    static int name##_forward(OpCtx *c)                                                        \
+    {                                                                                          \
+        const float *x = tensor_f32(c->in[0]);                                                 \
+        float *y = tensor_f32(c->out[0]);                                                      \
+        int64_t n = c->in[0]->numel;                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            float v = x[i];                                                                    \
+            y[i] = (EXPR);                                                                     \
+        }                                                                                      \
+        return 0;                                                                              \
+    }
+
+UNARY_F32(relu, v > 0 ? v : 0.0f)
+UNARY_F32(sigmoid, 1.0f / (1.0f + expf(-v)))
+UNARY_F32(hardswish, v * fmaxf(0.0f, fminf(1.0f, v / 6.0f + 0.5f)))
+UNARY_F32(tanh, tanhf(v))
+/* log(1+e^v) without overflow for large v. */
+UNARY_F32(softplus, v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v)))
+UNARY_F32(softsign, v / (1.0f + fabsf(v)))
+UNARY_F32(erf, erff(v))
+UNARY_F32(sqrt, sqrtf(v))
+UNARY_F32(reciprocal, 1.0f / v)
+UNARY_F32(exp, expf(v))
+UNARY_F32(log, logf(v))
+UNARY_F32(floor, floorf(v))
+UNARY_F32(ceil, ceilf(v))
+UNARY_F32(sin, sinf(v))
+UNARY_F32(cos, cosf(v))
+
+/* ---- float or int64 ----------------------------------------------------- */
+
+/* Defines name_forward(c) for float32 and int64 inputs. Int64 negation of
+ * INT64_MIN wraps (via unsigned) instead of being undefined. */
+#define UNARY_NUM(name, EXPR_F, EXPR_I)                                                        \
+    static int name##_forward(OpCtx *c)                                                        \
+    {                                                                                          \
+        int64_t n = c->in[0]->numel;                                                           \
+        if (c->in[0]->dtype == SH_I64) {                                                       \
+            const int64_t *x = tensor_i64(c->in[0]);                                           \
+            int64_t *y = tensor_i64(c->out[0]);                                                \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                int64_t v = x[i];                                                              \
+                y[i] = (EXPR_I);                                                               \
+            }                                                                                  \
+            return 0;                                                                          \
+        }                                                                                      \
+        const float *x = tensor_f32(c->in[0]);                                                 \
+        float *y = tensor_f32(c->out[0]);                                                      \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            float v = x[i];                                                                    \
+            y[i] = (EXPR_F);                                                                   \
+        }                                                                                      \
+        return 0;                                                                              \
+    }
+
+#define I64_NEG(v) ((int64_t)(0 - (uint64_t)(v)))
+UNARY_NUM(neg, -v, I64_NEG(v))
+UNARY_NUM(abs, fabsf(v), v < 0 ? I64_NEG(v) : v)
+UNARY_NUM(sign, (float)((v > 0) - (v < 0)), (int64_t)((v > 0) - (v < 0)))
+
+/* ---- loops with attributes ---------------------------------------------- */
+
+static int leakyrelu_forward(OpCtx *c)
+{
+    const float alpha = node_attr_float(c->node, "alpha", 0.01f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = x[i] >= 0 ? x[i] : alpha * x[i];
+    return 0;
+}
+
+static int elu_forward(OpCtx *c)
+{
+    const float alpha = node_attr_float(c->node, "alpha", 1.0f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = x[i] >= 0 ? x[i] : alpha * expm1f(x[i]);
+    return 0;
+}
+
+static int selu_forward(OpCtx *c)
+{
+    /* Defaults from the ONNX spec (the float32 values of the SELU paper's). */
+    const float alpha = node_attr_float(c->node, "alpha", 1.67326319217681884765625f);
+    const float gamma = node_attr_float(c->node, "gamma", 1.05070102214813232421875f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = gamma * (x[i] > 0 ? x[i] : alpha * expm1f(x[i]));
+    return 0;
+}
+
+static int hardsigmoid_forward(OpCtx *c)
+{
+    const float alpha = node_attr_float(c->node, "alpha", 0.2f);
+    const float beta = node_attr_float(c->node, "beta", 0.5f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = fmaxf(0.0f, fminf(1.0f, alpha * x[i] + beta));
+    return 0;
+}
+
+/* ---- Gelu (op_type used by PyTorch-like exports and ONNX opset 20) ------- */
+
+static int gelu_infer(OpCtx *c)
+{
+    const char *approx = node_attr_str(c->node, "approximate", "none");
+    if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0)
+        return op_fail(c, SH_E_UNSUPPORTED,
+                       "attribute approximate='%s' is not supported (use 'none' or 'tanh')", approx);
+    return unary_infer(c);
+}
+
+static int gelu_forward(OpCtx *c)
+{
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    int64_t n = c->in[0]->numel;
+    if (strcmp(node_attr_str(c->node, "approximate", "none"), "tanh") == 0) {
+        const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+        }
+    } else {
+        const float inv_sqrt2 = 0.7071067811865476f;
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));
+        }
+    }
+    return 0;
+}
+
+/* ---- Clip: bounds are attributes before opset 11, optional inputs after -- */
+
+static int clip_infer(OpCtx *c)
+{
+    int rc = unary_num_infer(c);
+    if (rc < 0)
+        return rc;
+    for (int i = 1; i < c->n_in && i <= 2; i++) {
+        const Tensor *b = c->in[i];
+        if (!b)
+            continue;
+        if (b->dtype != c->in[0]->dtype)
+            return op_fail(c, SH_E_FORMAT, "input %d (%s) is %s; expected %s like the input", i,
+                           i == 1 ? "min" : "max", dtype_name(b->dtype),
+                           dtype_name(c->in[0]->dtype));
+        if (b->numel != 1)
+            return op_fail(c, SH_E_SHAPE, "input %d (%s) must be a scalar; it has %lld elements",
+                           i, i == 1 ? "min" : "max", (long long)b->numel);
+    }
+    return 0;
+}
+
+/* Clip bound i (1 = min, 2 = max): the input when present, else the
+ * attribute of opsets before 11, else absent (returns 0). */
+static int clip_bound(const OpCtx *c, int i, double *v)
+{
+    if (i < c->n_in && c->in[i]) {
+        *v = tensor_get_f(c->in[i], 0);
+        return 1;
+    }
+    const Attr *a = c->opset < 11 ? node_attr(c->node, i == 1 ? "min" : "max") : NULL;
+    if (a)
+        *v = a->f;
+    return a != NULL;
+}
+
+static int64_t clip_bound_i64(const OpCtx *c, int i, int64_t dflt)
+{
+    return i < c->n_in && c->in[i] ? tensor_get_i(c->in[i], 0) : dflt;
+}
+
+static int clip_forward(OpCtx *c)
+{
+    int64_t n = c->in[0]->numel;
+    if (c->in[0]->dtype == SH_I64) {
+        int64_t lo = clip_bound_i64(c, 1, INT64_MIN), hi = clip_bound_i64(c, 2, INT64_MAX);
+        const int64_t *x = tensor_i64(c->in[0]);
+        int64_t *y = tensor_i64(c->out[0]);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+        return 0;
+    }
+    /* Before opset 11 absent bounds default to the float limits, after to none. */
+    double lo_d = c->opset < 11 ? -FLT_MAX : -INFINITY, hi_d = c->opset < 11 ? FLT_MAX : INFINITY;
+    clip_bound(c, 1, &lo_d);
+    clip_bound(c, 2, &hi_d);
+    const float lo = (float)lo_d, hi = (float)hi_d;
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    /* min(max(x, lo), hi) like the spec: lo > hi gives hi everywhere. */
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] < lo ? lo : x[i];
+        y[i] = v > hi ? hi : v;
+    }
+    return 0;
+}
+
+/* ---- PRelu: slope broadcasts unidirectionally to X ---------------------- */
+
+/* Unidirectional broadcast of slope s to x (opset 7 and later). */
+static int prelu_broadcasts(const Shape *x, const Shape *s)
+{
+    if (s->rank > x->rank)
+        return 0;
+    for (int i = 0; i < s->rank; i++) {
+        int64_t ds = s->d[s->rank - 1 - i], dx = x->d[x->rank - 1 - i];
+        if (ds != dx && ds != 1)
+            return 0;
+    }
+    return 1;
+}
+
+/* Before opset 7 a 1-D slope of length C applied to channel axis 1; old
+ * exports still carry it, so it is accepted where broadcasting fails. */
+static int prelu_legacy_channels(const Shape *x, const Shape *s)
+{
+    return s->rank == 1 && x->rank >= 2 && s->d[0] == x->d[1];
+}
+
+static int prelu_infer(OpCtx *c)
+{
+    int rc;
+    if ((rc = op_check_input(c, 0, SH_F32)) < 0 || (rc = op_check_input(c, 1, SH_F32)) < 0)
+        return rc;
+    const Shape *x = &c->in[0]->shape, *s = &c->in[1]->shape;
+    if (!prelu_broadcasts(x, s) && !prelu_legacy_channels(x, s)) {
+        char sx[128], ss[128];
+        return op_fail(c, SH_E_SHAPE, "slope shape %s does not broadcast to input shape %s",
+                       shape_str(s, ss, sizeof ss), shape_str(x, sx, sizeof sx));
+    }
+    op_set_out(c, 0, SH_F32, x);
+    return 0;
+}
+
+/* Describes the slope's non-1 dims as one contiguous block of X's dims:
+ * X = [outer, ch, inner] with slope indexed by ch. Returns 0 if the non-1
+ * dims of the slope are not contiguous (e.g. slope [C,1,W]). */
+static int prelu_blocks(const Shape *x, const Shape *s, int64_t *outer, int64_t *ch,
+                        int64_t *inner)
+{
+    int off = x->rank - s->rank, first = -1, last = -1;
+    for (int i = 0; i < s->rank; i++)
+        if (s->d[i] != 1) {
+            if (first < 0)
+                first = i;
+            else if (last != i - 1)
+                return 0;
+            last = i;
+        }
+    if (first < 0) {
+        *outer = shape_numel(x), *ch = 1, *inner = 1;
+        return 1;
+    }
+    *outer = shape_prod(x, 0, off + first);
+    *ch = shape_prod(x, off + first, off + last + 1);
+    *inner = shape_prod(x, off + last + 1, x->rank);
+    return 1;
+}
+
+/* Reference path for slopes like [C,1,W]: index arithmetic per element. */
+static void prelu_naive(float *y, const float *x, const float *slope, const Shape *xs,
+                        const Shape *ss)
+{
+    int off = xs->rank - ss->rank;
+    int64_t n = shape_numel(xs);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, si = 0, sstride = 1;
+        for (int d = xs->rank - 1; d >= off; d--) {
+            int64_t idx = rem % xs->d[d];
+            rem /= xs->d[d];
+            int64_t sd = ss->d[d - off];
+            si += (sd == 1 ? 0 : idx) * sstride;
+            sstride *= sd;
+        }
+        y[i] = x[i] >= 0 ? x[i] : slope[si] * x[i];
+    }
+}
+
+static int prelu_forward(OpCtx *c)
+{
+    const float *x = tensor_f32(c->in[0]), *slope = tensor_f32(c->in[1]);
+    float *y = tensor_f32(c->out[0]);
+    const Shape *xs = &c->in[0]->shape;
+    int64_t outer, ch, inner;
+    if (!prelu_broadcasts(xs, &c->in[1]->shape)) { /* legacy channel slope */
+        outer = xs->d[0], ch = xs->d[1], inner = shape_prod(xs, 2, xs->rank);
+    } else if (!prelu_blocks(xs, &c->in[1]->shape, &outer, &ch, &inner)) {
+        prelu_naive(y, x, slope, xs, &c->in[1]->shape);
+        return 0;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < ch; k++) {
+            const float a = slope[k];
+            const float *xr = x + (o * ch + k) * inner;
+            float *yr = y + (o * ch + k) * inner;
+            for (int64_t i = 0; i < inner; i++)
+                yr[i] = xr[i] >= 0 ? xr[i] : a * xr[i];
+        }
+    return 0;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+#define UNARY(op, fn, in_infer)                                                                \
+    {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
+     .infer = in_infer, .forward = fn##_forward}
+
 const OpDef sh_ops_activation[] = {
-    {.name = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = unary_infer, .forward = relu_forward},
+    UNARY("Relu", relu, unary_infer),
+    UNARY("LeakyRelu", leakyrelu, unary_infer),
+    UNARY("Elu", elu, unary_infer),
+    UNARY("Selu", selu, unary_infer),
+    UNARY("Sigmoid", sigmoid, unary_infer),
+    UNARY("HardSigmoid", hardsigmoid, unary_infer),
+    UNARY("HardSwish", hardswish, unary_infer),
+    UNARY("Tanh", tanh, unary_infer),
+    UNARY("Softplus", softplus, unary_infer),
+    UNARY("Softsign", softsign, unary_infer),
+    UNARY("Erf", erf, unary_infer),
+    UNARY("Gelu", gelu, gelu_infer),
+    UNARY("Sqrt", sqrt, unary_infer),
+    UNARY("Reciprocal", reciprocal, unary_infer),
+    UNARY("Exp", exp, unary_infer),
+    UNARY("Log", log, unary_infer),
+    UNARY("Floor", floor, unary_infer),
+    UNARY("Ceil", ceil, unary_infer),
+    UNARY("Sin", sin, unary_infer),
+    UNARY("Cos", cos, unary_infer),
+    UNARY("Neg", neg, unary_num_infer),
+    UNARY("Abs", abs, unary_num_infer),
+    UNARY("Sign", sign, unary_num_infer),
+    {.name = "Clip", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
+     .infer = clip_infer, .forward = clip_forward},
+    {.name = "PRelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
+     .infer = prelu_infer, .forward = prelu_forward},
     {.name = NULL},
 };

@@ -1,6 +1,301 @@
-/* conv ops. */
+/* Conv and ConvTranspose with 1 to 3 spatial dims: attribute and shape
+ * checks here, kernels in kernels_conv.c. */
+#include "conv.h"
+
+#include "../error.h"
 #include "../op.h"
+#include "kernels.h"
+
+#include <string.h>
+
+/* What both ops read from a node: the normalized shape and the output. */
+typedef struct {
+    ConvShape s;
+    Window w;
+    Shape y;
+} ConvSetup;
+
+static const char *shape_text(const Shape *s, char *buf, size_t n) { return shape_str(s, buf, n); }
+
+/* Checks X, W and B; nd, group and the kernel from W. transpose selects
+ * ConvTranspose's weight layout [C, Cout/group, k...]. */
+static int conv_common(const OpCtx *c, ConvSetup *cs, bool transpose, int *nd_out)
+{
+    int rc;
+    if ((rc = op_check_input(c, 0, SH_F32)) < 0 || (rc = op_check_input(c, 1, SH_F32)) < 0)
+        return rc;
+    const Shape *X = &c->in[0]->shape, *W = &c->in[1]->shape;
+    char bx[128], bw[128];
+    if (X->rank < 3 || X->rank > 5)
+        return op_fail(c, SH_E_UNSUPPORTED,
+                       "input X has shape %s; expected [N, C, spatial...] with 1 to 3 spatial dims",
+                       shape_text(X, bx, sizeof bx));
+    if (W->rank != X->rank)
+        return op_fail(c, SH_E_SHAPE, "weight W has shape %s, which does not match X %s in rank",
+                       shape_text(W, bw, sizeof bw), shape_text(X, bx, sizeof bx));
+    for (int i = 1; i < X->rank; i++)
+        if (X->d[i] < 0)
+            return op_fail(c, SH_E_SHAPE, "input X has shape %s; only the batch dim may be unknown",
+                           shape_text(X, bx, sizeof bx));
+    for (int i = 0; i < W->rank; i++)
+        if (W->d[i] < 0)
+            return op_fail(c, SH_E_SHAPE, "weight W has unknown shape %s", shape_text(W, bw, sizeof bw));
+    const int nd = X->rank - 2;
+    const int64_t group = node_attr_int(c->node, "group", 1);
+    if (group < 1)
+        return op_fail(c, SH_E_FORMAT, "attribute 'group' is %lld; it must be >= 1", (long long)group);
+    ConvShape *s = &cs->s;
+    memset(s, 0, sizeof *s);
+    s->n = X->d[0];
+    s->cin = X->d[1];
+    s->group = group;
+    if (s->cin % group != 0)
+        return op_fail(c, SH_E_SHAPE, "X has %lld channels, which group %lld does not divide",
+                       (long long)s->cin, (long long)group);
+    if (!transpose) {
+        int64_t expect;
+        if (!sh_mul_ok(W->d[1], group, &expect))
+            return op_fail(c, SH_E_NOMEM, "input channel count overflows");
+        if (expect != s->cin)
+            return op_fail(c, SH_E_SHAPE,
+                           "X %s has %lld channels but W %s expects %lld (W dim 1 = %lld times group %lld)",
+                           shape_text(X, bx, sizeof bx), (long long)s->cin, shape_text(W, bw, sizeof bw),
+                           (long long)expect, (long long)W->d[1], (long long)group);
+        s->cout = W->d[0];
+        if (s->cout % group != 0)
+            return op_fail(c, SH_E_SHAPE, "W %s has %lld output channels, which group %lld does not divide",
+                           shape_text(W, bw, sizeof bw), (long long)s->cout, (long long)group);
+    } else {
+        if (W->d[0] != s->cin)
+            return op_fail(c, SH_E_SHAPE, "X %s has %lld channels but W %s expects %lld (W dim 0)",
+                           shape_text(X, bx, sizeof bx), (long long)s->cin, shape_text(W, bw, sizeof bw),
+                           (long long)W->d[0]);
+        if (!sh_mul_ok(W->d[1], group, &s->cout))
+            return op_fail(c, SH_E_NOMEM, "output channel count overflows");
+    }
+    const int64_t *kattr;
+    int nk = node_attr_ints(c->node, "kernel_shape", &kattr);
+    if (nk >= 0) {
+        if (nk != nd)
+            return op_fail(c, SH_E_FORMAT, "attribute 'kernel_shape' has %d values; expected %d", nk, nd);
+        for (int i = 0; i < nd; i++)
+            if (kattr[i] != W->d[2 + i])
+                return op_fail(c, SH_E_SHAPE, "attribute 'kernel_shape' does not match W %s",
+                               shape_text(W, bw, sizeof bw));
+    }
+    if ((rc = window_read(c, &cs->w, nd, &W->d[2])) < 0)
+        return rc;
+    if (c->n_in > 2 && c->in[2]) {
+        const Tensor *B = c->in[2];
+        if ((rc = op_check_input(c, 2, SH_F32)) < 0)
+            return rc;
+        if (B->shape.rank != 1 || B->shape.d[0] != s->cout)
+            return op_fail(c, SH_E_SHAPE, "bias B has shape %s; expected [%lld]",
+                           shape_text(&B->shape, bx, sizeof bx), (long long)s->cout);
+    }
+    to_spatial3(s->in, &X->d[2], nd, 1);
+    to_spatial3(s->k, &W->d[2], nd, 1);
+    to_spatial3(s->stride, cs->w.stride, nd, 1);
+    to_spatial3(s->dil, cs->w.dil, nd, 1);
+    *nd_out = nd;
+    return 0;
+}
+
+/* Sets Y's shape; fails if its size overflows (an unknown batch counts as 1). */
+static int set_y_shape(const OpCtx *c, ConvSetup *cs, int nd, const int64_t *out)
+{
+    cs->y.rank = nd + 2;
+    cs->y.d[0] = cs->s.n;
+    cs->y.d[1] = cs->s.cout;
+    for (int i = 0; i < nd; i++)
+        cs->y.d[2 + i] = out[i];
+    Shape one = cs->y;
+    one.d[0] = one.d[0] < 0 ? 1 : one.d[0];
+    if (shape_numel(&one) < 0)
+        return op_fail(c, SH_E_NOMEM, "output Y is too large");
+    return 0;
+}
+
+static int conv_setup(const OpCtx *c, ConvSetup *cs)
+{
+    int nd, rc;
+    int64_t out[3];
+    if ((rc = conv_common(c, cs, false, &nd)) < 0)
+        return rc;
+    if ((rc = window_output(c, &cs->w, &c->in[0]->shape.d[2], false, out)) < 0)
+        return rc;
+    to_spatial3(cs->s.out, out, nd, 1);
+    to_spatial3(cs->s.pad, cs->w.pad, nd, 0);
+    if ((rc = set_y_shape(c, cs, nd, out)) < 0)
+        return rc;
+    ConvPlan p = conv_plan(&cs->s);
+    if (p.algo != CONV_DIRECT && !conv_fits_blas(&cs->s))
+        return op_fail(c, SH_E_UNSUPPORTED, "a GEMM of this convolution exceeds BLAS's int sizes");
+    return 0;
+}
+
+static int conv_infer(OpCtx *c)
+{
+    ConvSetup cs;
+    int rc = conv_setup(c, &cs);
+    if (rc < 0)
+        return rc;
+    op_set_out(c, 0, SH_F32, &cs.y);
+    return 0;
+}
+
+static size_t conv_scratch(const OpCtx *c)
+{
+    ConvSetup cs;
+    if (conv_setup(c, &cs) < 0 || cs.s.n < 0)
+        return 0;
+    return conv_plan(&cs.s).scratch_bytes;
+}
+
+static int conv_run(OpCtx *c)
+{
+    ConvSetup cs;
+    int rc = conv_setup(c, &cs);
+    if (rc < 0)
+        return rc;
+    ConvPlan p = conv_plan(&cs.s);
+    if (c->scratch_bytes < p.scratch_bytes || (p.scratch_bytes && !c->scratch))
+        return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", p.scratch_bytes,
+                       c->scratch_bytes);
+    const ConvFusion *fusion = c->fused;
+    const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
+    conv_forward(tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
+                 B ? tensor_f32(B) : NULL, &cs.s, &p, fusion ? fusion->relu : 0, c->scratch);
+    return 0;
+}
+
+/* numel(Y) * (weights per output element): N*Cout*prod(out) * Cin/group*prod(k),
+ * or for ConvTranspose numel(X) * Cout/group*prod(k); -1 if unknown. */
+static int64_t macs_of(const Tensor *per_position, const Shape *W)
+{
+    int64_t m = per_position->numel, per = 1;
+    if (m < 0)
+        return -1;
+    for (int i = 1; i < W->rank; i++)
+        if (!sh_mul_ok(per, W->d[i], &per))
+            return -1;
+    return sh_mul_ok(m, per, &m) ? m : -1;
+}
+
+static int64_t conv_macs(const OpCtx *c) { return macs_of(c->out[0], &c->in[1]->shape); }
+
+/* ---- ConvTranspose --------------------------------------------------- */
+
+/* Splits total padding between begin and end per the spec's output_shape
+ * rule: SAME_UPPER puts the odd one at the end, otherwise at the begin.
+ * total < 0 (output_shape beyond the full output) extends the end: the
+ * halving floors, as in the spec's reference. */
+static void split_padding(int64_t total, AutoPad ap, int64_t *begin, int64_t *end)
+{
+    int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+    *begin = ap == PAD_SAME_UPPER ? half : total - half;
+    *end = total - *begin;
+}
+
+static int convt_setup(const OpCtx *c, ConvSetup *cs)
+{
+    int nd, rc;
+    if ((rc = conv_common(c, cs, true, &nd)) < 0)
+        return rc;
+    Window *w = &cs->w;
+    const int64_t *in = &c->in[0]->shape.d[2];
+    int64_t opad[3] = {0, 0, 0}, out[3], pads[3];
+    const int64_t *v;
+    int n = node_attr_ints(c->node, "output_padding", &v);
+    if (n >= 0) {
+        if (n != nd)
+            return op_fail(c, SH_E_FORMAT, "attribute 'output_padding' has %d values; expected %d", n, nd);
+        for (int i = 0; i < nd; i++) {
+            if (v[i] < 0)
+                return op_fail(c, SH_E_FORMAT, "attribute 'output_padding' has a negative value");
+            opad[i] = v[i];
+        }
+    }
+    const int64_t *oshape = NULL;
+    n = node_attr_ints(c->node, "output_shape", &oshape);
+    if (n >= 0) {
+        if (n == nd + 2) /* some exporters give [N, C, spatial...] */
+            oshape += 2;
+        else if (n != nd)
+            return op_fail(c, SH_E_FORMAT, "attribute 'output_shape' has %d values; expected %d", n, nd);
+    }
+    for (int i = 0; i < nd; i++) {
+        /* full = stride*(in-1) + output_padding + (k-1)*dil + 1 */
+        int64_t full, ek;
+        if (in[i] < 1)
+            return op_fail(c, SH_E_SHAPE, "spatial axis %d of X is empty", i);
+        if (!sh_mul_ok(w->stride[i], in[i] - 1, &full) || !sh_add_ok(full, opad[i], &full) ||
+            !sh_mul_ok(w->k[i] - 1, w->dil[i], &ek) || !sh_add_ok(full, ek + 1, &full))
+            return op_fail(c, SH_E_NOMEM, "output size overflows on spatial axis %d", i);
+        if (oshape) {
+            if (oshape[i] < 1)
+                return op_fail(c, SH_E_FORMAT, "attribute 'output_shape' has a non-positive size");
+            out[i] = oshape[i];
+            split_padding(full - out[i], w->auto_pad, &pads[i], &w->pad_end[i]);
+        } else if (w->auto_pad == PAD_SAME_UPPER || w->auto_pad == PAD_SAME_LOWER) {
+            if (!sh_mul_ok(in[i], w->stride[i], &out[i]))
+                return op_fail(c, SH_E_NOMEM, "output size overflows on spatial axis %d", i);
+            split_padding(full - out[i], w->auto_pad, &pads[i], &w->pad_end[i]);
+        } else {
+            pads[i] = w->pad[i];
+            out[i] = full - w->pad[i] - w->pad_end[i];
+        }
+        if (out[i] < 1)
+            return op_fail(c, SH_E_SHAPE, "pads leave no output on spatial axis %d", i);
+        w->pad[i] = pads[i];
+    }
+    to_spatial3(cs->s.out, out, nd, 1);
+    to_spatial3(cs->s.pad, w->pad, nd, 0);
+    if ((rc = set_y_shape(c, cs, nd, out)) < 0)
+        return rc;
+    if (!conv_transpose_fits_blas(&cs->s))
+        return op_fail(c, SH_E_UNSUPPORTED, "a GEMM of this convolution exceeds BLAS's int sizes");
+    return 0;
+}
+
+static int convt_infer(OpCtx *c)
+{
+    ConvSetup cs;
+    int rc = convt_setup(c, &cs);
+    if (rc < 0)
+        return rc;
+    op_set_out(c, 0, SH_F32, &cs.y);
+    return 0;
+}
+
+static size_t convt_scratch(const OpCtx *c)
+{
+    ConvSetup cs;
+    return convt_setup(c, &cs) < 0 ? 0 : conv_transpose_scratch(&cs.s);
+}
+
+static int convt_run(OpCtx *c)
+{
+    ConvSetup cs;
+    int rc = convt_setup(c, &cs);
+    if (rc < 0)
+        return rc;
+    size_t need = conv_transpose_scratch(&cs.s);
+    if (c->scratch_bytes < need || (need && !c->scratch))
+        return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", need,
+                       c->scratch_bytes);
+    const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
+    conv_transpose_forward(tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
+                           B ? tensor_f32(B) : NULL, &cs.s, c->scratch);
+    return 0;
+}
+
+static int64_t convt_macs(const OpCtx *c) { return macs_of(c->in[0], &c->in[1]->shape); }
 
 const OpDef sh_ops_conv[] = {
+    {.name = "Conv", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = conv_infer,
+     .forward = conv_run, .macs = conv_macs, .scratch = conv_scratch},
+    {.name = "ConvTranspose", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+     .infer = convt_infer, .forward = convt_run, .macs = convt_macs, .scratch = convt_scratch},
     {.name = NULL},
 };

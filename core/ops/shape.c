@@ -1,6 +1,648 @@
-/* shape ops. */
+/* Shape ops: Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Identity,
+ * Dropout (inference), Shape, Size, Expand, Tile. They work on every dtype
+ * by copying elements of dtype_size bytes. Reshape-like ops are OP_ALIAS:
+ * the executor shares input 0's buffer and never calls their forward. */
+#include "../error.h"
 #include "../op.h"
 
+#include <stdbool.h>
+#include <string.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* Requires input i with a dtype shears can store. */
+static int check_any_input(const OpCtx *c, int i)
+{
+    int rc = op_check_input(c, i, SH_UNDEF);
+    if (rc < 0)
+        return rc;
+    if (dtype_size(c->in[i]->dtype) == 0)
+        return op_fail(c, SH_E_UNSUPPORTED, "input %d has unsupported element type %d", i,
+                       (int)c->in[i]->dtype);
+    return 0;
+}
+
+/* Product of dims [from, to) with overflow checks. */
+static bool dims_prod(const Shape *s, int from, int to, int64_t *out)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        if (!sh_mul_ok(p, s->d[i], &p))
+            return false;
+    *out = p;
+    return true;
+}
+
+/* Reads an integer list (shape, axes, repeats) from input i, which must be
+ * known when planning. Returns the count or a negative error. */
+static int input_ints(const OpCtx *c, int i, const char *what, int64_t *buf, int cap)
+{
+    const Tensor *t = c->in[i];
+    if (t->dtype != SH_I64)
+        return op_fail(c, SH_E_UNSUPPORTED, "%s (input %d) is %s; expected int64", what, i,
+                       dtype_name(t->dtype));
+    if (t->shape.rank > 1)
+        return op_fail(c, SH_E_SHAPE, "%s (input %d) must be 1-D, got rank %d", what, i,
+                       t->shape.rank);
+    if (t->numel > cap)
+        return op_fail(c, SH_E_UNSUPPORTED, "%s (input %d) has %lld values; at most %d supported",
+                       what, i, (long long)t->numel, cap);
+    if (t->numel > 0 && !t->data)
+        return op_fail(c, SH_E_STATE, "%s (input %d) is not known when planning", what, i);
+    for (int64_t k = 0; k < t->numel; k++)
+        buf[k] = tensor_i64(t)[k];
+    return (int)t->numel;
+}
+
+/* An integer list that moved from an attribute to input `input` at some
+ * opset: the input wins when present, else the attribute. *count is -1
+ * when neither is given. */
+static int ints_arg(const OpCtx *c, const char *attr, int input, int64_t *buf, int cap,
+                    int *count)
+{
+    *count = -1;
+    if (input < c->n_in && c->in[input]) {
+        int n = input_ints(c, input, attr, buf, cap);
+        if (n < 0)
+            return n;
+        *count = n;
+        return 0;
+    }
+    const int64_t *v;
+    int n = node_attr_ints(c->node, attr, &v);
+    if (n < 0)
+        return 0;
+    if (n > cap)
+        return op_fail(c, SH_E_UNSUPPORTED, "attribute %s has %d values; at most %d supported",
+                       attr, n, cap);
+    memcpy(buf, v, (size_t)n * sizeof *buf);
+    *count = n;
+    return 0;
+}
+
+/* Normalizes axes against rank, rejecting out-of-range and repeated axes. */
+static int normalize_axes(const OpCtx *c, int64_t *axes, int n, int rank)
+{
+    bool seen[SH_MAX_RANK] = {false};
+    for (int i = 0; i < n; i++) {
+        int a = shape_axis(axes[i], rank);
+        if (a < 0)
+            return op_fail(c, SH_E_ARG, "axis %lld is out of range for rank %d",
+                           (long long)axes[i], rank);
+        if (seen[a])
+            return op_fail(c, SH_E_ARG, "axis %lld is repeated", (long long)axes[i]);
+        seen[a] = true;
+        axes[i] = a;
+    }
+    return 0;
+}
+
+/* ---- aliasing ops: Identity, Flatten, Reshape, Squeeze, Unsqueeze ------- */
+
+/* The executor aliases these; forward only runs when the buffers differ. */
+static int alias_forward(OpCtx *c)
+{
+    size_t bytes = tensor_bytes(c->out[0]);
+    if (bytes && c->out[0]->data != c->in[0]->data)
+        memcpy(c->out[0]->data, c->in[0]->data, bytes);
+    return 0;
+}
+
+static int identity_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0)
+        return rc;
+    op_set_out(c, 0, c->in[0]->dtype, &c->in[0]->shape);
+    return 0;
+}
+
+static int flatten_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0)
+        return rc;
+    const Shape *s = &c->in[0]->shape;
+    int64_t axis = node_attr_int(c->node, "axis", 1);
+    if (axis < 0)
+        axis += s->rank;
+    if (axis < 0 || axis > s->rank)
+        return op_fail(c, SH_E_ARG, "axis %lld is out of range for rank %d",
+                       (long long)node_attr_int(c->node, "axis", 1), s->rank);
+    Shape o = {.rank = 2};
+    if (!dims_prod(s, 0, (int)axis, &o.d[0]) || !dims_prod(s, (int)axis, s->rank, &o.d[1]))
+        return op_fail(c, SH_E_SHAPE, "flattened size overflows");
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+static int reshape_fail(const OpCtx *c, const char *why, const int64_t *want, int n)
+{
+    char si[128], sw[128];
+    Shape w = shape_make(n, want);
+    return op_fail(c, SH_E_SHAPE, "cannot reshape %s (%lld elements) to %s: %s",
+                   shape_str(&c->in[0]->shape, si, sizeof si), (long long)c->in[0]->numel,
+                   shape_str(&w, sw, sizeof sw), why);
+}
+
+static int reshape_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0 || (rc = op_check_input(c, 1, SH_UNDEF)) < 0)
+        return rc;
+    int64_t want[SH_MAX_RANK];
+    int n = input_ints(c, 1, "shape", want, SH_MAX_RANK);
+    if (n < 0)
+        return n;
+    const Shape *in = &c->in[0]->shape;
+    bool allowzero = c->opset >= 14 && node_attr_int(c->node, "allowzero", 0) != 0;
+    Shape o = {.rank = n};
+    int infer_at = -1;
+    bool has_zero = false;
+    int64_t known = 1;
+    for (int i = 0; i < n; i++) {
+        int64_t v = want[i];
+        if (v == -1) {
+            if (infer_at >= 0)
+                return reshape_fail(c, "more than one -1", want, n);
+            infer_at = i;
+            continue;
+        }
+        if (v == 0 && !allowzero) {
+            if (i >= in->rank)
+                return reshape_fail(c, "a 0 copies a dimension the input does not have", want, n);
+            v = in->d[i];
+        }
+        if (v < 0)
+            return reshape_fail(c, "negative dimension", want, n);
+        has_zero |= v == 0;
+        o.d[i] = v;
+        if (!sh_mul_ok(known, v, &known))
+            return reshape_fail(c, "size overflows", want, n);
+    }
+    if (infer_at >= 0) {
+        if (has_zero)
+            return reshape_fail(c, "-1 is ambiguous beside a zero dimension", want, n);
+        if (c->in[0]->numel % known != 0)
+            return reshape_fail(c, "sizes differ", want, n);
+        o.d[infer_at] = c->in[0]->numel / known;
+    }
+    if (shape_numel(&o) != c->in[0]->numel)
+        return reshape_fail(c, "sizes differ", want, n);
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+static int squeeze_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0)
+        return rc;
+    const Shape *in = &c->in[0]->shape;
+    int64_t axes[SH_MAX_RANK];
+    int n;
+    if ((rc = ints_arg(c, "axes", 1, axes, SH_MAX_RANK, &n)) < 0)
+        return rc;
+    bool drop[SH_MAX_RANK] = {false};
+    if (n < 0) { /* no axes: drop every 1 */
+        for (int i = 0; i < in->rank; i++)
+            drop[i] = in->d[i] == 1;
+    } else {
+        if ((rc = normalize_axes(c, axes, n, in->rank)) < 0)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            if (in->d[axes[i]] != 1)
+                return op_fail(c, SH_E_SHAPE, "cannot squeeze axis %lld of size %lld",
+                               (long long)axes[i], (long long)in->d[axes[i]]);
+            drop[axes[i]] = true;
+        }
+    }
+    Shape o = {.rank = 0};
+    for (int i = 0; i < in->rank; i++)
+        if (!drop[i])
+            o.d[o.rank++] = in->d[i];
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+static int unsqueeze_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0)
+        return rc;
+    const Shape *in = &c->in[0]->shape;
+    int64_t axes[SH_MAX_RANK];
+    int n;
+    if ((rc = ints_arg(c, "axes", 1, axes, SH_MAX_RANK, &n)) < 0)
+        return rc;
+    if (n < 0)
+        return op_fail(c, SH_E_FORMAT, "axes are missing (attribute before opset 13, input 1 from 13)");
+    int rank = in->rank + n;
+    if (rank > SH_MAX_RANK)
+        return op_fail(c, SH_E_UNSUPPORTED, "output rank %d exceeds the maximum %d", rank,
+                       SH_MAX_RANK);
+    if ((rc = normalize_axes(c, axes, n, rank)) < 0)
+        return rc;
+    bool inserted[SH_MAX_RANK] = {false};
+    for (int i = 0; i < n; i++)
+        inserted[axes[i]] = true;
+    Shape o = {.rank = rank};
+    for (int i = 0, j = 0; i < rank; i++)
+        o.d[i] = inserted[i] ? 1 : in->d[j++];
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+/* Inference Dropout: output 0 is the input, the optional mask is all
+ * true (bool from opset 10, the input's type before). Ratio and
+ * training_mode are ignored: training is a later issue. */
+static int dropout_infer(OpCtx *c)
+{
+    int rc = identity_infer(c);
+    if (rc < 0)
+        return rc;
+    if (c->n_out > 1 && c->out[1])
+        op_set_out(c, 1, c->opset >= 10 ? SH_BOOL : c->in[0]->dtype, &c->in[0]->shape);
+    return 0;
+}
+
+static int dropout_forward(OpCtx *c)
+{
+    alias_forward(c);
+    if (c->n_out > 1 && c->out[1] && c->out[1]->data) {
+        Tensor *m = c->out[1];
+        if (m->dtype == SH_F32)
+            for (int64_t i = 0; i < m->numel; i++)
+                tensor_f32(m)[i] = 1.0f;
+        else if (m->dtype == SH_I64)
+            for (int64_t i = 0; i < m->numel; i++)
+                tensor_i64(m)[i] = 1;
+        else if (m->numel)
+            memset(m->data, 1, (size_t)m->numel);
+    }
+    return 0;
+}
+
+/* ---- Shape, Size ----------------------------------------------------------- */
+
+/* Opset 15 start/end select a range of dims, clamped like Python slices. */
+static void shape_range(const OpCtx *c, int rank, int *start, int *end)
+{
+    int64_t s = 0, e = rank;
+    if (c->opset >= 15) {
+        s = node_attr_int(c->node, "start", 0);
+        e = node_attr_int(c->node, "end", rank);
+    }
+    if (s < 0)
+        s += rank;
+    if (e < 0)
+        e += rank;
+    s = s < 0 ? 0 : s > rank ? rank : s;
+    e = e < 0 ? 0 : e > rank ? rank : e;
+    *start = (int)s;
+    *end = (int)(e > s ? e : s);
+}
+
+static int shape_infer(OpCtx *c)
+{
+    int rc = op_check_input(c, 0, SH_UNDEF);
+    if (rc < 0)
+        return rc;
+    int start, end;
+    shape_range(c, c->in[0]->shape.rank, &start, &end);
+    Shape o = shape_of(1, (int64_t)(end - start));
+    op_set_out(c, 0, SH_I64, &o);
+    return 0;
+}
+
+static int shape_forward(OpCtx *c)
+{
+    int start, end;
+    shape_range(c, c->in[0]->shape.rank, &start, &end);
+    for (int i = start; i < end; i++)
+        tensor_i64(c->out[0])[i - start] = c->in[0]->shape.d[i];
+    return 0;
+}
+
+static int size_infer(OpCtx *c)
+{
+    int rc = op_check_input(c, 0, SH_UNDEF);
+    if (rc < 0)
+        return rc;
+    Shape o = {.rank = 0};
+    op_set_out(c, 0, SH_I64, &o);
+    return 0;
+}
+
+static int size_forward(OpCtx *c)
+{
+    tensor_i64(c->out[0])[0] = c->in[0]->numel;
+    return 0;
+}
+
+/* ---- Transpose ------------------------------------------------------------- */
+
+/* A transpose reduced to its essentials: input dims and, for each output
+ * axis, the input axis it reads. */
+typedef struct {
+    int rank;
+    int64_t dims[SH_MAX_RANK]; /* input dims */
+    int perm[SH_MAX_RANK];     /* output axis i reads input axis perm[i] */
+} Perm;
+
+static int transpose_perm(const OpCtx *c, Perm *p)
+{
+    const Shape *in = &c->in[0]->shape;
+    const int64_t *v;
+    int n = node_attr_ints(c->node, "perm", &v);
+    p->rank = in->rank;
+    memcpy(p->dims, in->d, sizeof p->dims);
+    if (n < 0) {
+        for (int i = 0; i < in->rank; i++)
+            p->perm[i] = in->rank - 1 - i;
+        return 0;
+    }
+    if (n != in->rank)
+        return op_fail(c, SH_E_ARG, "perm has %d entries for an input of rank %d", n, in->rank);
+    bool seen[SH_MAX_RANK] = {false};
+    for (int i = 0; i < n; i++) {
+        int a = shape_axis(v[i], n);
+        if (a < 0 || seen[a])
+            return op_fail(c, SH_E_ARG, "perm is not a permutation of 0..%d", n - 1);
+        seen[a] = true;
+        p->perm[i] = a;
+    }
+    return 0;
+}
+
+static int transpose_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    Perm p;
+    if (rc < 0 || (rc = transpose_perm(c, &p)) < 0)
+        return rc;
+    Shape o = {.rank = p.rank};
+    for (int i = 0; i < p.rank; i++)
+        o.d[i] = p.dims[p.perm[i]];
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+/* Drops size-1 axes and merges output axes that are also neighbours in
+ * the input, so NCHW->NHWC becomes a batched 2-D transpose [N][C][HW] ->
+ * [N][HW][C] and a no-op permutation becomes rank 1. */
+static Perm perm_coalesce(const Perm *p)
+{
+    int keep[SH_MAX_RANK], newidx[SH_MAX_RANK], nk = 0;
+    for (int a = 0; a < p->rank; a++) {
+        newidx[a] = p->dims[a] == 1 ? -1 : nk;
+        if (p->dims[a] != 1)
+            keep[nk++] = a;
+    }
+    /* Output order of kept axes, in new input numbering. */
+    int order[SH_MAX_RANK], no = 0;
+    for (int i = 0; i < p->rank; i++)
+        if (newidx[p->perm[i]] >= 0)
+            order[no++] = newidx[p->perm[i]];
+    /* Runs of output axes that are consecutive input axes. */
+    int run_start[SH_MAX_RANK], nr = 0;
+    int64_t run_dim[SH_MAX_RANK];
+    for (int i = 0; i < no; i++) {
+        int64_t d = p->dims[keep[order[i]]];
+        if (i > 0 && order[i] == order[i - 1] + 1) {
+            run_dim[nr - 1] *= d;
+        } else {
+            run_start[nr] = order[i];
+            run_dim[nr++] = d;
+        }
+    }
+    /* Runs in input order give the new input axes. */
+    Perm r = {.rank = nr};
+    for (int i = 0; i < nr; i++) {
+        int pos = 0;
+        for (int j = 0; j < nr; j++)
+            pos += run_start[j] < run_start[i];
+        r.perm[i] = pos;
+        r.dims[pos] = run_dim[i];
+    }
+    if (nr == 0) { /* every dim was 1 */
+        r.rank = 1;
+        r.dims[0] = 1;
+        r.perm[0] = 0;
+    }
+    return r;
+}
+
+/* es is a literal at every call site, so the memcpy becomes one move. */
+static inline __attribute__((always_inline)) void
+transpose_2d(char *restrict out, const char *restrict in, int64_t batch, int64_t rows,
+             int64_t cols, size_t es)
+{
+    enum { TILE = 32 };
+    for (int64_t b = 0; b < batch; b++) {
+        const char *src = in + (size_t)(b * rows * cols) * es;
+        char *dst = out + (size_t)(b * rows * cols) * es;
+        for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+            for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+                int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows;
+                int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        memcpy(dst + (size_t)(j * rows + i) * es, src + (size_t)(i * cols + j) * es,
+                               es);
+            }
+    }
+}
+
+/* General case: walks the output in order, reading the input with the
+ * stride of each output axis. */
+static inline __attribute__((always_inline)) void
+transpose_strided(char *restrict out, const char *restrict in, const Perm *p, size_t es)
+{
+    int r = p->rank;
+    int64_t in_stride[SH_MAX_RANK], stride[SH_MAX_RANK], dims[SH_MAX_RANK], idx[SH_MAX_RANK] = {0};
+    int64_t s = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        in_stride[a] = s;
+        s *= p->dims[a];
+    }
+    for (int i = 0; i < r; i++) {
+        dims[i] = p->dims[p->perm[i]];
+        stride[i] = in_stride[p->perm[i]];
+    }
+    int64_t inner = dims[r - 1], istep = stride[r - 1], rows = s / inner, off = 0;
+    for (int64_t row = 0; row < rows; row++) {
+        const char *src = in + (size_t)off * es;
+        for (int64_t j = 0; j < inner; j++, out += es)
+            memcpy(out, src + (size_t)(j * istep) * es, es);
+        for (int k = r - 2; k >= 0; k--) {
+            off += stride[k];
+            if (++idx[k] < dims[k])
+                break;
+            off -= stride[k] * dims[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+transpose_kernel(char *restrict out, const char *restrict in, const Perm *q, size_t es)
+{
+    if (q->rank == 1)
+        memcpy(out, in, (size_t)q->dims[0] * es);
+    else if (q->rank == 2)
+        transpose_2d(out, in, 1, q->dims[0], q->dims[1], es);
+    else if (q->rank == 3 && q->perm[0] == 0 && q->perm[1] == 2)
+        transpose_2d(out, in, q->dims[0], q->dims[1], q->dims[2], es);
+    else
+        transpose_strided(out, in, q, es);
+}
+
+static int transpose_forward(OpCtx *c)
+{
+    Perm p;
+    int rc = transpose_perm(c, &p);
+    if (rc < 0)
+        return rc;
+    if (c->in[0]->numel == 0)
+        return 0;
+    Perm q = perm_coalesce(&p);
+    char *out = c->out[0]->data;
+    const char *in = c->in[0]->data;
+    switch (dtype_size(c->in[0]->dtype)) {
+    case 1: transpose_kernel(out, in, &q, 1); break;
+    case 4: transpose_kernel(out, in, &q, 4); break;
+    case 8: transpose_kernel(out, in, &q, 8); break;
+    default: return op_fail(c, SH_E_UNSUPPORTED, "unsupported element size");
+    }
+    return 0;
+}
+
+/* ---- Expand, Tile ------------------------------------------------------- */
+
+static int expand_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0 || (rc = op_check_input(c, 1, SH_UNDEF)) < 0)
+        return rc;
+    int64_t want[SH_MAX_RANK];
+    int n = input_ints(c, 1, "shape", want, SH_MAX_RANK);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++)
+        if (want[i] < 0)
+            return op_fail(c, SH_E_SHAPE, "shape has a negative dimension %lld", (long long)want[i]);
+    Shape w = shape_make(n, want), o;
+    if ((rc = op_broadcast(c, &c->in[0]->shape, &w, &o)) < 0)
+        return rc;
+    if (shape_numel(&o) < 0)
+        return op_fail(c, SH_E_SHAPE, "output size overflows");
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
+/* Fills out (shape o) from in (shape s, same rank). For each axis either
+ * s == o (copy), s == 1 (broadcast, Expand) or o is a multiple of s
+ * (Tile: index modulo s). */
+static inline __attribute__((always_inline)) void
+repeat_kernel(char *restrict out, const char *restrict in, const Shape *s, const Shape *o,
+              size_t es)
+{
+    int r = o->rank;
+    int64_t in_stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        in_stride[a] = st;
+        st *= s->d[a];
+    }
+    int64_t inner_out = r ? o->d[r - 1] : 1, inner_in = r ? s->d[r - 1] : 1;
+    int64_t rows = shape_numel(o) / inner_out;
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t off = 0;
+        for (int k = 0; k < r - 1; k++)
+            off += (idx[k] % s->d[k]) * in_stride[k];
+        const char *src = in + (size_t)off * es;
+        if (inner_in == 1) {
+            for (int64_t j = 0; j < inner_out; j++, out += es)
+                memcpy(out, src, es);
+        } else {
+            for (int64_t j = 0; j < inner_out; j += inner_in, out += (size_t)inner_in * es)
+                memcpy(out, src, (size_t)inner_in * es);
+        }
+        for (int k = r - 2; k >= 0; k--) {
+            if (++idx[k] < o->d[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+}
+
+/* Runs repeat_kernel with in's shape padded on the left to out's rank. */
+static int repeat_forward(OpCtx *c)
+{
+    const Tensor *x = c->in[0];
+    Tensor *y = c->out[0];
+    if (y->numel == 0)
+        return 0;
+    Shape s = {.rank = y->shape.rank};
+    int lead = y->shape.rank - x->shape.rank;
+    for (int i = 0; i < s.rank; i++)
+        s.d[i] = i < lead ? 1 : x->shape.d[i - lead];
+    switch (dtype_size(x->dtype)) {
+    case 1: repeat_kernel(y->data, x->data, &s, &y->shape, 1); break;
+    case 4: repeat_kernel(y->data, x->data, &s, &y->shape, 4); break;
+    case 8: repeat_kernel(y->data, x->data, &s, &y->shape, 8); break;
+    default: return op_fail(c, SH_E_UNSUPPORTED, "unsupported element size");
+    }
+    return 0;
+}
+
+static int tile_infer(OpCtx *c)
+{
+    int rc = check_any_input(c, 0);
+    if (rc < 0 || (rc = op_check_input(c, 1, SH_UNDEF)) < 0)
+        return rc;
+    const Shape *in = &c->in[0]->shape;
+    int64_t reps[SH_MAX_RANK];
+    int n = input_ints(c, 1, "repeats", reps, SH_MAX_RANK);
+    if (n < 0)
+        return n;
+    if (n != in->rank)
+        return op_fail(c, SH_E_SHAPE, "repeats has %d values for an input of rank %d", n, in->rank);
+    Shape o = {.rank = n};
+    for (int i = 0; i < n; i++) {
+        if (reps[i] < 0)
+            return op_fail(c, SH_E_ARG, "repeats[%d] is negative (%lld)", i, (long long)reps[i]);
+        if (!sh_mul_ok(in->d[i], reps[i], &o.d[i]))
+            return op_fail(c, SH_E_SHAPE, "output size overflows");
+    }
+    if (shape_numel(&o) < 0)
+        return op_fail(c, SH_E_SHAPE, "output size overflows");
+    op_set_out(c, 0, c->in[0]->dtype, &o);
+    return 0;
+}
+
 const OpDef sh_ops_shape[] = {
+    {.name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
+     .infer = identity_infer, .forward = alias_forward},
+    {.name = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2, .flags = OP_ALIAS,
+     .infer = dropout_infer, .forward = dropout_forward},
+    {.name = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
+     .infer = flatten_infer, .forward = alias_forward},
+    {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
+     .shape_inputs = 1u << 1, .infer = reshape_infer, .forward = alias_forward},
+    {.name = "Squeeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
+     .shape_inputs = 1u << 1, .infer = squeeze_infer, .forward = alias_forward},
+    {.name = "Unsqueeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
+     .shape_inputs = 1u << 1, .infer = unsqueeze_infer, .forward = alias_forward},
+    {.name = "Transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+     .infer = transpose_infer, .forward = transpose_forward},
+    {.name = "Shape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
+     .infer = shape_infer, .forward = shape_forward},
+    {.name = "Size", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
+     .infer = size_infer, .forward = size_forward},
+    {.name = "Expand", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+     .shape_inputs = 1u << 1, .infer = expand_infer, .forward = repeat_forward},
+    {.name = "Tile", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+     .shape_inputs = 1u << 1, .infer = tile_infer, .forward = repeat_forward},
     {.name = NULL},
 };

@@ -1,6 +1,177 @@
-/* softmax ops. */
+/* Softmax, LogSoftmax and Hardmax.
+ *
+ * Every variant normalizes x viewed as [outer, n, inner] along n:
+ * opset >= 13 uses the single `axis` (default -1), so n = d[axis] and inner
+ * is the product of the dims after it; opsets before 13 coerce the input to
+ * 2-D at `axis` (default 1), so n is the whole trailing block and inner = 1.
+ * Softmax subtracts the max before exp so large inputs do not overflow. */
+#include "../error.h"
 #include "../op.h"
 
+#include <math.h>
+
+typedef struct {
+    int64_t outer, n, inner;
+} SoftmaxShape;
+
+static int softmax_shape(const OpCtx *c, SoftmaxShape *s)
+{
+    const Shape *x = &c->in[0]->shape;
+    int64_t axis_attr = node_attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1);
+    int64_t axis = axis_attr < 0 ? axis_attr + x->rank : axis_attr;
+    /* Opsets before 13 also allow axis == rank (an empty trailing block). */
+    if (axis < 0 || axis > x->rank || (axis == x->rank && c->opset >= 13))
+        return op_fail(c, SH_E_ARG, "axis %lld is out of range for rank %d",
+                       (long long)axis_attr, x->rank);
+    s->outer = shape_prod(x, 0, (int)axis);
+    if (c->opset >= 13) {
+        s->n = x->d[axis];
+        s->inner = shape_prod(x, (int)axis + 1, x->rank);
+    } else {
+        s->n = shape_prod(x, (int)axis, x->rank);
+        s->inner = 1;
+    }
+    return 0;
+}
+
+static int softmax_infer(OpCtx *c)
+{
+    int rc = op_check_input(c, 0, SH_F32);
+    if (rc < 0)
+        return rc;
+    if (c->in[0]->shape.rank < 1 && c->opset >= 13)
+        return op_fail(c, SH_E_SHAPE, "input must have rank at least 1");
+    SoftmaxShape s;
+    if ((rc = softmax_shape(c, &s)) < 0)
+        return rc;
+    op_set_out(c, 0, SH_F32, &c->in[0]->shape);
+    return 0;
+}
+
+typedef enum { SOFTMAX, LOG_SOFTMAX } SoftmaxKind;
+
+/* One contiguous row of n: y = softmax(x) or log-softmax(x). */
+static void softmax_row(float *y, const float *x, int64_t n, SoftmaxKind kind)
+{
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    double sum = 0;
+    if (kind == SOFTMAX) {
+        for (int64_t i = 0; i < n; i++) {
+            y[i] = expf(x[i] - m);
+            sum += y[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++)
+            y[i] *= inv;
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            sum += expf(x[i] - m);
+        /* (x - max) - log(sum): folding max into the shift first would
+         * round it at the scale of max. */
+        const float lse = (float)log(sum);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = (x[i] - m) - lse;
+    }
+}
+
+/* A [n, inner] block normalized along n, vectorized across inner.
+ * acc holds 2*inner floats of scratch (max, then sum). */
+static void softmax_cols(float *y, const float *x, int64_t n, int64_t inner, SoftmaxKind kind,
+                         float *acc)
+{
+    float *m = acc, *sum = acc + inner;
+    for (int64_t j = 0; j < inner; j++) {
+        m[j] = -INFINITY;
+        sum[j] = 0;
+    }
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t j = 0; j < inner; j++)
+            m[j] = x[k * inner + j] > m[j] ? x[k * inner + j] : m[j];
+    if (kind == SOFTMAX) {
+        for (int64_t k = 0; k < n; k++)
+            for (int64_t j = 0; j < inner; j++) {
+                y[k * inner + j] = expf(x[k * inner + j] - m[j]);
+                sum[j] += y[k * inner + j];
+            }
+        for (int64_t j = 0; j < inner; j++)
+            sum[j] = 1.0f / sum[j];
+        for (int64_t k = 0; k < n; k++)
+            for (int64_t j = 0; j < inner; j++)
+                y[k * inner + j] *= sum[j];
+    } else {
+        for (int64_t k = 0; k < n; k++)
+            for (int64_t j = 0; j < inner; j++)
+                sum[j] += expf(x[k * inner + j] - m[j]);
+        for (int64_t j = 0; j < inner; j++)
+            sum[j] = logf(sum[j]);
+        for (int64_t k = 0; k < n; k++)
+            for (int64_t j = 0; j < inner; j++)
+                y[k * inner + j] = (x[k * inner + j] - m[j]) - sum[j];
+    }
+}
+
+static size_t softmax_scratch(const OpCtx *c)
+{
+    SoftmaxShape s;
+    if (softmax_shape(c, &s) < 0 || s.inner == 1)
+        return 0;
+    return (size_t)s.inner * 2 * sizeof(float);
+}
+
+static int softmax_run(OpCtx *c, SoftmaxKind kind)
+{
+    SoftmaxShape s;
+    int rc = softmax_shape(c, &s);
+    if (rc < 0)
+        return rc;
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    int64_t block = s.n * s.inner;
+    for (int64_t o = 0; o < s.outer; o++) {
+        if (s.inner == 1)
+            softmax_row(y + o * block, x + o * block, s.n, kind);
+        else
+            softmax_cols(y + o * block, x + o * block, s.n, s.inner, kind, c->scratch);
+    }
+    return 0;
+}
+
+static int softmax_forward(OpCtx *c) { return softmax_run(c, SOFTMAX); }
+static int logsoftmax_forward(OpCtx *c) { return softmax_run(c, LOG_SOFTMAX); }
+
+/* One-hot of the first maximum along n. Reads a whole column before
+ * writing it, so y may alias x. */
+static int hardmax_forward(OpCtx *c)
+{
+    SoftmaxShape s;
+    int rc = softmax_shape(c, &s);
+    if (rc < 0)
+        return rc;
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t j = 0; j < s.inner; j++) {
+            const float *xc = x + o * s.n * s.inner + j;
+            float *yc = y + o * s.n * s.inner + j;
+            int64_t best = 0;
+            for (int64_t k = 1; k < s.n; k++)
+                if (xc[k * s.inner] > xc[best * s.inner])
+                    best = k;
+            for (int64_t k = 0; k < s.n; k++)
+                yc[k * s.inner] = k == best ? 1.0f : 0.0f;
+        }
+    return 0;
+}
+
 const OpDef sh_ops_softmax[] = {
+    {.name = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
+     .infer = softmax_infer, .forward = softmax_forward, .scratch = softmax_scratch},
+    {.name = "LogSoftmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+     .flags = OP_INPLACE, .infer = softmax_infer, .forward = logsoftmax_forward,
+     .scratch = softmax_scratch},
+    {.name = "Hardmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
+     .infer = softmax_infer, .forward = hardmax_forward},
     {.name = NULL},
 };

@@ -1,0 +1,624 @@
+/* The executor. Planning walks the nodes once: infer shapes, evaluate
+ * nodes whose inputs are all known (constants, shape arithmetic), and
+ * give every remaining activation a buffer. Buffers are placed in one
+ * arena by greedy best-offset assignment over their lifetimes. */
+#include "exec.h"
+
+#include "error.h"
+#include "op.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN 64
+
+enum SlotKind {
+    SLOT_NONE = 0,  /* unused value */
+    SLOT_CONST,     /* graph initializer (borrowed data) */
+    SLOT_KNOWN,     /* computed while planning (owned data) */
+    SLOT_INPUT,     /* graph input, bound at run time */
+    SLOT_ARENA,     /* activation in the arena */
+    SLOT_VIEW,      /* alias of another slot's data, set at run time */
+};
+
+typedef struct {
+    Tensor t;
+    enum SlotKind kind;
+    int buffer;      /* arena buffer id for SLOT_ARENA */
+    int last_use;    /* step index of the last reader; INT32_MAX for outputs */
+} Slot;
+
+typedef struct {
+    int64_t bytes;
+    int first, last; /* step range during which the buffer is live */
+    int64_t offset;
+} Buffer;
+
+typedef struct {
+    int node;
+    Tensor **in, **out;
+    Tensor *extra;      /* storage for outputs the model omits (never NULL for ops) */
+    int *extra_buffer;  /* their arena buffers */
+    int64_t macs;
+    size_t scratch;
+} Step;
+
+struct ExecPlan {
+    const Graph *g;
+    ExecOptions opt;
+    Slot *slots;
+    Step *steps;
+    int n_steps;
+    Buffer *buffers;
+    int n_buffers;
+    int64_t *node_macs;
+    unsigned char *arena;
+    size_t arena_bytes, activation_bytes;
+    void *scratch;
+    size_t scratch_bytes;
+};
+
+/* ---- shapes ---- */
+
+char *dim_str(int64_t d, char *buf, size_t n)
+{
+    if (d >= 0)
+        snprintf(buf, n, "%lld", (long long)d);
+    else if (d == SH_DIM_UNKNOWN)
+        snprintf(buf, n, "?");
+    else if (d == -1)
+        snprintf(buf, n, "N");
+    else
+        snprintf(buf, n, "N*%lld", (long long)-d);
+    return buf;
+}
+
+char *sym_shape_str(const Shape *s, char *buf, size_t n)
+{
+    size_t used = 0;
+    if (s->rank < 0) {
+        snprintf(buf, n, "?");
+        return buf;
+    }
+    used += (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < s->rank && used < n; i++) {
+        char d[32];
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? "," : "",
+                                 dim_str(s->d[i], d, sizeof d));
+    }
+    if (used < n)
+        snprintf(buf + used, n - used, "]");
+    return buf;
+}
+
+int graph_input_shape(const Graph *g, int i, int64_t batch, Shape *out)
+{
+    const Value *v = &g->values[g->inputs[i]];
+    bool batch_bound = false;
+    *out = v->shape;
+    if (v->shape.rank < 0)
+        return sh_fail(SH_E_UNSUPPORTED, "input '%s' has no shape", v->name);
+    for (int k = 0; k < v->shape.rank; k++) {
+        if (v->shape.d[k] >= 0)
+            continue;
+        if (batch_bound || k != 0)
+            return sh_fail(SH_E_UNSUPPORTED,
+                           "input '%s' dimension %d ('%s') is symbolic; shears binds only the batch dimension",
+                           v->name, k, v->dim_names[k] ? v->dim_names[k] : "?");
+        out->d[k] = batch;
+        batch_bound = true;
+    }
+    return 0;
+}
+
+/* ---- planning ---- */
+
+static bool slot_has_data(const Slot *s)
+{
+    return s->kind == SLOT_CONST || s->kind == SLOT_KNOWN;
+}
+
+static void plan_free_slots(ExecPlan *p)
+{
+    if (!p->slots)
+        return;
+    for (int v = 0; v < p->g->n_values; v++)
+        if (p->slots[v].kind == SLOT_KNOWN)
+            tensor_done(&p->slots[v].t);
+    free(p->slots);
+    p->slots = NULL;
+}
+
+void exec_free(ExecPlan *p)
+{
+    if (!p)
+        return;
+    plan_free_slots(p);
+    for (int i = 0; i < p->n_steps; i++) {
+        free(p->steps[i].in);
+        free(p->steps[i].out);
+        free(p->steps[i].extra);
+        free(p->steps[i].extra_buffer);
+    }
+    free(p->steps);
+    free(p->buffers);
+    free(p->node_macs);
+    free(p->arena);
+    free(p->scratch);
+    free(p);
+}
+
+/* Evaluates node i now, storing its outputs as known slots. */
+static int fold_node(ExecPlan *p, int i, Tensor **in)
+{
+    const Node *n = &p->g->nodes[i];
+    Tensor *out[16] = {0};
+    if (n->n_out > 16)
+        return sh_fail(SH_E_UNSUPPORTED, "node '%s' has too many outputs", n->name);
+    int rc = op_run(n, p->g->opset, in, n->n_in, out, n->n_out);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < n->n_out; k++) {
+        int v = n->out[k];
+        if (v < 0 || !out[k]) {
+            tensor_free(out[k]);
+            continue;
+        }
+        p->slots[v].t = *out[k];
+        p->slots[v].kind = SLOT_KNOWN;
+        free(out[k]);
+    }
+    return 0;
+}
+
+/* Reshape-like ops share their input's bytes unless the model also reads
+ * their extra outputs (Dropout's mask), which forward must compute. */
+static bool node_aliases(const Node *n)
+{
+    if (!(n->op->flags & OP_ALIAS))
+        return false;
+    for (int k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            return false;
+    return true;
+}
+
+static bool node_foldable(const ExecPlan *p, const Node *n)
+{
+    if (n->op->flags & OP_NO_FOLD)
+        return false;
+    if (n->op->flags & OP_SHAPE_ONLY)
+        return true;
+    if (p->opt.training && strcmp(n->op_type, "Dropout") == 0)
+        return false;
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && !slot_has_data(&p->slots[n->in[k]]))
+            return false;
+    return true;
+}
+
+static int infer_node(ExecPlan *p, int i, Tensor **in, Tensor **out)
+{
+    const Node *n = &p->g->nodes[i];
+    for (int k = 0; k < n->n_in; k++) {
+        if (!(n->op->shape_inputs & (1u << k)) || !in[k] || in[k]->data)
+            continue;
+        return sh_fail(SH_E_UNSUPPORTED,
+                       "node '%s' (%s): input %d ('%s') must be known before running (it is computed from input data)",
+                       n->name, n->op_type, k, p->g->values[n->in[k]].name);
+    }
+    OpCtx c = {.node = n, .opset = p->g->opset, .n_in = n->n_in, .n_out = n->n_out,
+               .in = in, .out = out, .training = p->opt.training};
+    for (int k = 0; k < n->n_out; k++)
+        out[k]->dtype = SH_UNDEF;
+    int rc = n->op->infer(&c);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < n->n_out; k++) {
+        if (n->out[k] < 0)
+            continue;
+        if (out[k]->dtype == SH_UNDEF)
+            return sh_fail(SH_E_SHAPE, "node '%s' (%s): output %d has no inferred type",
+                           n->name, n->op_type, k);
+        if ((out[k]->numel = shape_numel(&out[k]->shape)) < 0)
+            return sh_fail(SH_E_SHAPE, "node '%s' (%s): output %d has an invalid or too large shape",
+                           n->name, n->op_type, k);
+    }
+    p->node_macs[i] = n->op->macs ? n->op->macs(&c) : 0;
+    return 0;
+}
+
+static Tensor **slot_ptrs(ExecPlan *p, const int *vals, int count)
+{
+    Tensor **arr = xcalloc((size_t)count + 1, sizeof *arr);
+    for (int k = 0; k < count; k++)
+        arr[k] = vals[k] >= 0 ? &p->slots[vals[k]].t : NULL;
+    return arr;
+}
+
+/* Values whose data (not just shape) decides some node's output shape. */
+bool *graph_shape_feeding_values(const Graph *g)
+{
+    bool *mark = xcalloc((size_t)g->n_values + 1, sizeof *mark);
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const Node *n = &g->nodes[i];
+        if (!n->op)
+            continue;
+        bool out_marked = false;
+        for (int k = 0; k < n->n_out; k++)
+            out_marked = out_marked || (n->out[k] >= 0 && mark[n->out[k]]);
+        for (int k = 0; k < n->n_in; k++) {
+            if (n->in[k] < 0)
+                continue;
+            if ((n->op->shape_inputs & (1u << k)) || (out_marked && !(n->op->flags & OP_SHAPE_ONLY)))
+                mark[n->in[k]] = true;
+        }
+    }
+    return mark;
+}
+
+/* Makes input i known from its given value (see ExecOptions.input_values). */
+static int bind_input_value(ExecPlan *p, int i, const Tensor *t)
+{
+    int v = p->g->inputs[i];
+    Slot *slot = &p->slots[v];
+    if (!t || t->dtype != slot->t.dtype || !shape_eq(&t->shape, &slot->t.shape))
+        return sh_fail(SH_E_SHAPE, "input '%s': the value given does not match its shape",
+                       p->g->values[v].name);
+    Tensor *c = tensor_clone(t);
+    if (!c)
+        return SH_E_NOMEM;
+    slot->t = *c;
+    free(c);
+    slot->kind = SLOT_KNOWN;
+    return 0;
+}
+
+static int bind_inputs(ExecPlan *p, const Shape *input_shapes)
+{
+    const Graph *g = p->g;
+    for (int v = 0; v < g->n_values; v++)
+        if ((g->values[v].flags & VAL_CONST) && g->values[v].data) {
+            p->slots[v].t = *g->values[v].data;
+            p->slots[v].t.owns = false;
+            p->slots[v].kind = SLOT_CONST;
+        }
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        const Value *val = &g->values[v];
+        const Shape *s = &input_shapes[i];
+        if (s->rank != val->shape.rank)
+            return sh_fail(SH_E_SHAPE, "input '%s' needs rank %d, got %d", val->name,
+                           val->shape.rank, s->rank);
+        for (int k = 0; k < s->rank; k++)
+            if (val->shape.d[k] >= 0 && val->shape.d[k] != s->d[k]) {
+                char want[128], got[128];
+                return sh_fail(SH_E_SHAPE, "input '%s' needs shape %s, got %s", val->name,
+                               sym_shape_str(&val->shape, want, sizeof want),
+                               shape_str(s, got, sizeof got));
+            }
+        p->slots[v].t = tensor_view(val->dtype, s, NULL);
+        if (p->slots[v].t.numel < 0)
+            return sh_fail(SH_E_SHAPE, "input '%s' has an invalid shape", val->name);
+        p->slots[v].kind = SLOT_INPUT;
+    }
+    if (p->opt.input_values) {
+        bool *feeding = graph_shape_feeding_values(g);
+        int rc = 0;
+        for (int i = 0; i < g->n_inputs && rc == 0; i++)
+            if (feeding[g->inputs[i]])
+                rc = bind_input_value(p, i, p->opt.input_values[i]);
+        free(feeding);
+        p->opt.input_values = NULL; /* borrowed only while planning */
+        return rc;
+    }
+    return 0;
+}
+
+/* Walks nodes in order: infer, fold what is known, collect run steps. */
+static int plan_nodes(ExecPlan *p)
+{
+    const Graph *g = p->g;
+    p->steps = xcalloc((size_t)g->n_nodes + 1, sizeof *p->steps);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Node *n = &g->nodes[i];
+        if (!n->op)
+            return sh_fail(SH_E_UNSUPPORTED, "node '%s' uses op '%s', which shears does not support",
+                           n->name, n->op_type);
+        Tensor **in = slot_ptrs(p, n->in, n->n_in);
+        Tensor **out = slot_ptrs(p, n->out, n->n_out);
+        Tensor dummy[16];
+        for (int k = 0; k < n->n_out && k < 16; k++)
+            if (!out[k]) {
+                memset(&dummy[k], 0, sizeof dummy[k]);
+                out[k] = &dummy[k];
+            }
+        int rc = infer_node(p, i, in, out);
+        if (rc == 0 && node_foldable(p, n)) {
+            rc = fold_node(p, i, in);
+            free(in);
+            free(out);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (rc < 0) {
+            free(in);
+            free(out);
+            return rc;
+        }
+        Step *st = &p->steps[p->n_steps++];
+        st->extra = xcalloc((size_t)n->n_out + 1, sizeof *st->extra);
+        st->extra_buffer = xcalloc((size_t)n->n_out + 1, sizeof *st->extra_buffer);
+        for (int k = 0; k < n->n_out; k++) {
+            st->extra_buffer[k] = -1;
+            if (n->out[k] < 0) { /* ops always get a real tensor, even when the model ignores it */
+                st->extra[k] = *out[k];
+                out[k] = &st->extra[k];
+            } else
+                p->slots[n->out[k]].kind = node_aliases(n) && k == 0 ? SLOT_VIEW : SLOT_ARENA;
+        }
+        st->node = i;
+        st->in = in;
+        st->out = out;
+        st->macs = p->node_macs[i];
+        OpCtx c = {.node = n, .opset = g->opset, .n_in = n->n_in, .n_out = n->n_out, .in = in,
+                   .out = out, .training = p->opt.training};
+        st->scratch = n->op->scratch ? n->op->scratch(&c) : 0;
+        if (st->scratch > p->scratch_bytes)
+            p->scratch_bytes = st->scratch;
+    }
+    return 0;
+}
+
+/* ---- arena ---- */
+
+static int64_t aligned_bytes(const Tensor *t)
+{
+    int64_t b = (int64_t)tensor_bytes(t);
+    return (b + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+
+static int new_buffer(ExecPlan *p, int *cap, int64_t bytes, int first, int last)
+{
+    grow_array((void **)&p->buffers, cap, p->n_buffers + 1, sizeof *p->buffers);
+    Buffer *b = &p->buffers[p->n_buffers];
+    b->bytes = bytes;
+    b->first = first;
+    b->last = last;
+    b->offset = 0;
+    return p->n_buffers++;
+}
+
+static int *value_last_use(const ExecPlan *p)
+{
+    const Graph *g = p->g;
+    int *last = xmalloc((size_t)(g->n_values + 1) * sizeof *last);
+    for (int v = 0; v < g->n_values; v++)
+        last[v] = p->opt.keep_all ? INT32_MAX : -1;
+    for (int s = 0; s < p->n_steps; s++) {
+        const Node *n = &g->nodes[p->steps[s].node];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && last[n->in[k]] < s)
+                last[n->in[k]] = s;
+    }
+    for (int k = 0; k < g->n_outputs; k++)
+        last[g->outputs[k]] = INT32_MAX;
+    return last;
+}
+
+static bool can_overwrite(const ExecPlan *p, const Step *st, int s)
+{
+    const Node *n = &p->g->nodes[st->node];
+    if (!(n->op->flags & OP_INPLACE) || p->opt.keep_all || n->in[0] < 0 || n->out[0] < 0)
+        return false;
+    const Slot *src = &p->slots[n->in[0]];
+    if ((src->kind != SLOT_ARENA && src->kind != SLOT_VIEW) || src->buffer < 0)
+        return false;
+    const Buffer *b = &p->buffers[src->buffer];
+    return b->last == s && aligned_bytes(&src->t) == aligned_bytes(st->out[0]) &&
+           src->t.dtype == st->out[0]->dtype;
+}
+
+static void assign_buffers(ExecPlan *p)
+{
+    const Graph *g = p->g;
+    int cap = 0, *last = value_last_use(p);
+    for (int v = 0; v < g->n_values; v++)
+        p->slots[v].buffer = -1;
+    for (int s = 0; s < p->n_steps; s++) {
+        Step *st = &p->steps[s];
+        const Node *n = &g->nodes[st->node];
+        bool inplace = can_overwrite(p, st, s);
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0) {
+                st->extra_buffer[k] = new_buffer(p, &cap, aligned_bytes(&st->extra[k]), s, s);
+                continue;
+            }
+            Slot *slot = &p->slots[v];
+            if (slot->kind == SLOT_VIEW || (k == 0 && inplace)) {
+                int b = p->slots[n->in[0]].buffer;
+                slot->buffer = b;
+                if (b >= 0 && p->buffers[b].last < last[v])
+                    p->buffers[b].last = last[v];
+                continue;
+            }
+            int end = last[v] < s ? s : last[v]; /* unread outputs live for their own step */
+            slot->buffer = new_buffer(p, &cap, aligned_bytes(&slot->t), s, end);
+        }
+    }
+    free(last);
+}
+
+static int cmp_buffer_size(const void *a, const void *b, void *ctx)
+{
+    const Buffer *bufs = ctx;
+    int x = *(const int *)a, y = *(const int *)b;
+    if (bufs[x].bytes != bufs[y].bytes)
+        return bufs[x].bytes > bufs[y].bytes ? -1 : 1;
+    return x - y;
+}
+
+/* Places the largest buffers first, each at the lowest offset that does
+ * not overlap a placed buffer whose lifetime intersects its own. */
+static void place_buffers(ExecPlan *p)
+{
+    int n = p->n_buffers;
+    int *order = xmalloc((size_t)(n + 1) * sizeof *order);
+    int *placed = xmalloc((size_t)(n + 1) * sizeof *placed);
+    int n_placed = 0;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    /* insertion sort keeps this dependency-free and n is small */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && cmp_buffer_size(&order[j], &order[j - 1], p->buffers) < 0; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        Buffer *b = &p->buffers[order[i]];
+        int64_t offset = 0;
+        bool moved = true;
+        while (moved) { /* first fit: bump past every conflicting placed buffer */
+            moved = false;
+            for (int j = 0; j < n_placed; j++) {
+                const Buffer *o = &p->buffers[placed[j]];
+                bool live_together = o->first <= b->last && b->first <= o->last;
+                bool overlap = offset < o->offset + o->bytes && o->offset < offset + b->bytes;
+                if (live_together && overlap && b->bytes > 0) {
+                    offset = o->offset + o->bytes;
+                    moved = true;
+                }
+            }
+        }
+        b->offset = offset;
+        placed[n_placed++] = order[i];
+        if (offset + b->bytes > total)
+            total = offset + b->bytes;
+    }
+    p->arena_bytes = (size_t)total;
+    free(order);
+    free(placed);
+}
+
+static int alloc_arena(ExecPlan *p)
+{
+    if (p->arena_bytes) {
+        p->arena = aligned_alloc(ARENA_ALIGN, p->arena_bytes);
+        if (!p->arena)
+            return sh_fail(SH_E_NOMEM, "out of memory: the activations need %.1f MB",
+                           (double)p->arena_bytes / 1e6);
+    }
+    if (p->scratch_bytes) {
+        size_t sb = (p->scratch_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        p->scratch = aligned_alloc(ARENA_ALIGN, sb);
+        if (!p->scratch)
+            return sh_fail(SH_E_NOMEM, "out of memory: scratch space of %.1f MB",
+                           (double)sb / 1e6);
+    }
+    for (int v = 0; v < p->g->n_values; v++) {
+        Slot *slot = &p->slots[v];
+        if (slot->kind == SLOT_ARENA || (slot->kind == SLOT_VIEW && slot->buffer >= 0))
+            slot->t.data = p->arena + p->buffers[slot->buffer].offset;
+        if (slot->kind == SLOT_ARENA || slot->kind == SLOT_VIEW)
+            p->activation_bytes += tensor_bytes(&slot->t);
+    }
+    for (int s = 0; s < p->n_steps; s++) {
+        const Node *n = &p->g->nodes[p->steps[s].node];
+        for (int k = 0; k < n->n_out; k++)
+            if (p->steps[s].extra_buffer[k] >= 0)
+                p->steps[s].extra[k].data = p->arena + p->buffers[p->steps[s].extra_buffer[k]].offset;
+    }
+    return 0;
+}
+
+int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt, ExecPlan **out)
+{
+    ExecPlan *p = xcalloc(1, sizeof *p);
+    int rc;
+    *out = NULL;
+    p->g = g;
+    if (opt)
+        p->opt = *opt;
+    p->slots = xcalloc((size_t)g->n_values + 1, sizeof *p->slots);
+    p->node_macs = xcalloc((size_t)g->n_nodes + 1, sizeof *p->node_macs);
+    if ((rc = bind_inputs(p, input_shapes)) < 0 || (rc = plan_nodes(p)) < 0)
+        goto fail;
+    for (int k = 0; k < g->n_outputs; k++) {
+        const Slot *s = &p->slots[g->outputs[k]];
+        if (s->kind == SLOT_NONE) {
+            rc = sh_fail(SH_E_FORMAT, "graph output '%s' is not produced by any node",
+                         g->values[g->outputs[k]].name);
+            goto fail;
+        }
+    }
+    if (!p->opt.shapes_only) {
+        assign_buffers(p);
+        place_buffers(p);
+        if ((rc = alloc_arena(p)) < 0)
+            goto fail;
+    }
+    *out = p;
+    return 0;
+fail:
+    exec_free(p);
+    return rc;
+}
+
+int exec_run(ExecPlan *p, Tensor *const *inputs)
+{
+    const Graph *g = p->g;
+    if (p->opt.shapes_only)
+        return sh_fail(SH_E_STATE, "this plan only infers shapes");
+    for (int i = 0; i < g->n_inputs; i++) {
+        Slot *slot = &p->slots[g->inputs[i]];
+        const Tensor *t = inputs[i];
+        if (!t || t->dtype != slot->t.dtype || !shape_eq(&t->shape, &slot->t.shape)) {
+            char want[128], got[128];
+            return sh_fail(SH_E_SHAPE, "input '%s' needs %s %s, got %s %s",
+                           g->values[g->inputs[i]].name, dtype_name(slot->t.dtype),
+                           shape_str(&slot->t.shape, want, sizeof want),
+                           t ? dtype_name(t->dtype) : "nothing",
+                           t ? shape_str(&t->shape, got, sizeof got) : "");
+        }
+        if (slot->kind == SLOT_KNOWN) { /* planned with this input's value */
+            if (memcmp(slot->t.data, t->data, tensor_bytes(t)) != 0)
+                return sh_fail(SH_E_STATE, "input '%s' decides shapes and differs from the value planned with",
+                               g->values[g->inputs[i]].name);
+            continue;
+        }
+        slot->t.data = t->data;
+    }
+    for (int s = 0; s < p->n_steps; s++) {
+        Step *st = &p->steps[s];
+        const Node *n = &g->nodes[st->node];
+        if (node_aliases(n)) {
+            st->out[0]->data = st->in[0]->data;
+            continue;
+        }
+        OpCtx c = {.node = n, .opset = g->opset, .n_in = n->n_in, .n_out = n->n_out,
+                   .in = st->in, .out = st->out, .scratch = p->scratch,
+                   .scratch_bytes = p->scratch_bytes, .training = p->opt.training};
+        int rc = n->op->forward(&c);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+const Tensor *exec_value(const ExecPlan *p, int v) { return &p->slots[v].t; }
+
+const Tensor *exec_output(const ExecPlan *p, int k) { return &p->slots[p->g->outputs[k]].t; }
+
+bool exec_value_known(const ExecPlan *p, int v) { return slot_has_data(&p->slots[v]); }
+
+int64_t exec_node_macs(const ExecPlan *p, int i) { return p->node_macs[i]; }
+
+size_t exec_arena_bytes(const ExecPlan *p) { return p->arena_bytes; }
+
+size_t exec_activation_bytes(const ExecPlan *p) { return p->activation_bytes; }

@@ -1,0 +1,69 @@
+/* Execution: a plan binds a graph to concrete input shapes, infers every
+ * shape, evaluates what is known before running (constants and shape
+ * arithmetic), and places activations in one arena planned from value
+ * lifetimes, so inference peak memory is the weights plus the live set. */
+#ifndef SH_EXEC_H
+#define SH_EXEC_H
+
+#include "graph.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ExecPlan ExecPlan;
+
+typedef struct {
+    bool training;    /* BatchNorm batch statistics, Dropout active */
+    bool keep_all;    /* every activation stays readable after a run */
+    bool shapes_only; /* infer shapes and known values; nothing runs */
+    bool no_fusion;   /* run every node as written (tests, probes) */
+    /* Optional values of the graph inputs (borrowed during exec_plan).
+     * Inputs whose values determine shapes (a Reshape target fed by the
+     * user) become known when planning; exec_run then requires the same
+     * values. */
+    Tensor *const *input_values;
+} ExecOptions;
+
+/* Plans g (borrowed: it must outlive the plan and stay unchanged) for the
+ * given input shapes (one per g->inputs). opt may be NULL. */
+int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt, ExecPlan **out);
+/* Runs the plan. inputs (one per graph input, borrowed) must have the
+ * planned shapes and dtypes. */
+int exec_run(ExecPlan *p, Tensor *const *inputs);
+/* The tensor of value v: shape and dtype always; data after a run while
+ * live (graph outputs, known values, and everything with keep_all).
+ * Borrowed; valid until the next run or exec_free. */
+const Tensor *exec_value(const ExecPlan *p, int v);
+/* Graph output k after a run. */
+const Tensor *exec_output(const ExecPlan *p, int k);
+/* True if v was computed when planning (a constant for these shapes). */
+bool exec_value_known(const ExecPlan *p, int v);
+/* MACs of node i for the planned shapes. */
+int64_t exec_node_macs(const ExecPlan *p, int i);
+size_t exec_arena_bytes(const ExecPlan *p);
+/* Sum of all activation bytes (what an arena-less executor would hold). */
+size_t exec_activation_bytes(const ExecPlan *p);
+void exec_free(ExecPlan *p); /* NULL-safe */
+
+/* Marks (new array, caller frees) the values whose data, not just shape,
+ * decides some node's output shape. */
+bool *graph_shape_feeding_values(const Graph *g);
+
+/* Concrete shape of graph input i with batch size bound to its first
+ * symbolic dimension. Fails naming the input if another dim is symbolic. */
+int graph_input_shape(const Graph *g, int i, int64_t batch, Shape *out);
+
+/* Load-time preparation: folds constant subgraphs into initializers,
+ * infers dtypes and shapes (symbolic batch: Value.shape dims < 0 mean
+ * -d * N) and folds shape arithmetic that does not depend on the batch.
+ * Fails naming the node on inconsistent shapes. */
+int graph_prepare(Graph *g);
+
+/* Formats a Value.shape dim ("64", "N", "N*16", "?"). */
+char *dim_str(int64_t d, char *buf, size_t n);
+/* Formats a Value.shape ("[N,16,28,28]"). */
+char *sym_shape_str(const Shape *s, char *buf, size_t n);
+
+#define SH_DIM_UNKNOWN INT64_MIN
+
+#endif

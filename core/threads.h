@@ -1,0 +1,14 @@
+/* The one place that sets thread counts (OpenBLAS's pool). Our own
+ * kernels are single-threaded, so nothing oversubscribes the cores. */
+#ifndef SH_THREADS_H
+#define SH_THREADS_H
+
+/* Sets the BLAS thread count (n >= 1). */
+void sh_set_threads(int n);
+int sh_get_threads(void);
+/* The OpenBLAS kernel in use ("Haswell", "SkylakeX", ...). */
+const char *sh_blas_core(void);
+/* Logical CPUs available. */
+int sh_cpu_count(void);
+
+#endif

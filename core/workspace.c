@@ -1,0 +1,92 @@
+#include "workspace.h"
+
+#include "error.h"
+#include "exec.h"
+#include "onnx.h"
+#include "threads.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+Workspace *workspace_new(void)
+{
+    Workspace *ws = xcalloc(1, sizeof *ws);
+    ws->threads = 1;
+    ws->batch = 64;
+    return ws;
+}
+
+void workspace_free(Workspace *ws)
+{
+    if (!ws)
+        return;
+    graph_free(ws->model);
+    graph_free(ws->original);
+    free(ws->model_path);
+    if (ws->has_data)
+        dataset_done(&ws->data);
+    free(ws->data_desc);
+    free(ws);
+}
+
+int graph_check_finite(const Graph *g, const char *origin)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        const Value *val = &g->values[v];
+        if (!(val->flags & VAL_CONST) || !val->data)
+            continue;
+        int64_t bad = tensor_find_nonfinite(val->data);
+        if (bad >= 0)
+            return sh_fail(SH_E_NUMERIC, "%s: initializer '%s' holds %g at element %lld", origin,
+                           val->name, (double)tensor_f32(val->data)[bad], (long long)bad);
+    }
+    return 0;
+}
+
+int ws_load_model(Workspace *ws, const char *path)
+{
+    Graph *g = NULL, *orig = NULL;
+    int rc = onnx_load(path, &g);
+    if (rc == 0 && (rc = graph_check_finite(g, path)) == 0 && (rc = graph_prepare(g)) < 0)
+        rc = sh_fail_prefix(rc, "%s", path);
+    if (rc == 0 && !(orig = graph_clone(g)))
+        rc = sh_fail(SH_E_NOMEM, "out of memory copying the model");
+    if (rc < 0) {
+        graph_free(g);
+        return rc;
+    }
+    graph_free(ws->model);
+    graph_free(ws->original);
+    free(ws->model_path);
+    ws->model = g;
+    ws->original = orig;
+    ws->model_path = xstrdup(path);
+    ws->dirty = false;
+    return 0;
+}
+
+void ws_set_data(Workspace *ws, Dataset *ds, const char *desc)
+{
+    if (ws->has_data)
+        dataset_done(&ws->data);
+    ws->data = *ds;
+    memset(ds, 0, sizeof *ds);
+    ws->has_data = true;
+    free(ws->data_desc);
+    ws->data_desc = xstrdup(desc);
+}
+
+int ws_require_model(const Workspace *ws)
+{
+    if (!ws->model)
+        return sh_fail(SH_E_STATE, "no model loaded (use: load FILE.onnx)");
+    return 0;
+}
+
+int ws_require_data(const Workspace *ws)
+{
+    if (!ws->has_data)
+        return sh_fail(SH_E_STATE, "no data loaded (use: data fashion-mnist split=test)");
+    return 0;
+}

@@ -1,0 +1,252 @@
+/* Softmax, LogSoftmax and Hardmax: hand values, the opset-13 change of
+ * axis semantics, stability, and a naive double reference. */
+#include "tests/support/testutil.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+static Tensor *run_softmax(const char *op, int opset, int has_axis, int64_t axis, Tensor *x,
+                           int *rc)
+{
+    Node *n = t_node(op, 1, 1);
+    if (has_axis)
+        node_set_int(n, "axis", axis);
+    Tensor *y = NULL;
+    *rc = t_run(n, opset, &x, 1, &y, 1);
+    t_node_free(n);
+    return y;
+}
+
+static Tensor *run_ok(const char *op, int opset, int has_axis, int64_t axis, Tensor *x)
+{
+    int rc;
+    Tensor *y = run_softmax(op, opset, has_axis, axis, x, &rc);
+    if (rc != 0)
+        fail_msg("%s failed: %s", op, sh_errmsg());
+    return y;
+}
+
+typedef enum { REF_SOFTMAX, REF_LOG_SOFTMAX, REF_HARDMAX } RefKind;
+
+/* Naive reference in double: for each slice (outer o, inner j), visit the
+ * n elements at stride inner. Opset < 13 flattens the trailing block. */
+static Tensor *naive_softmax(const Tensor *x, int opset, int64_t axis, RefKind kind)
+{
+    const Shape *s = &x->shape;
+    if (axis < 0)
+        axis += s->rank;
+    int64_t outer = 1, n = 1, inner = 1;
+    for (int k = 0; k < s->rank; k++) {
+        if (k < axis)
+            outer *= s->d[k];
+        else if (k == axis || opset < 13)
+            n *= s->d[k];
+        else
+            inner *= s->d[k];
+    }
+    Tensor *y = tensor_new(SH_F32, s);
+    const float *xv = tensor_f32(x);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < inner; j++) {
+            int64_t base = o * n * inner + j;
+            double m = -INFINITY, sum = 0;
+            int64_t arg = 0;
+            for (int64_t k = 0; k < n; k++)
+                if (xv[base + k * inner] > m) {
+                    m = xv[base + k * inner];
+                    arg = k;
+                }
+            for (int64_t k = 0; k < n; k++)
+                sum += exp(xv[base + k * inner] - m);
+            for (int64_t k = 0; k < n; k++) {
+                double v = xv[base + k * inner];
+                double r = kind == REF_SOFTMAX       ? exp(v - m) / sum
+                           : kind == REF_LOG_SOFTMAX ? v - m - log(sum)
+                                                     : (double)(k == arg);
+                tensor_f32(y)[base + k * inner] = (float)r;
+            }
+        }
+    return y;
+}
+
+static void test_softmax_hand_values(void **state)
+{
+    (void)state;
+    Shape s = shape_of(2, (int64_t)1, (int64_t)3);
+    Tensor *x = t_f32(&s, (float[]){1, 2, 3});
+    Tensor *y = run_ok("Softmax", 13, 0, 0, x);
+    /* e^k / (e + e^2 + e^3) */
+    float want[] = {0.09003057f, 0.24472847f, 0.66524096f};
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(tensor_f32(y)[i], want[i], 1e-6);
+    tensor_free(y);
+    y = run_ok("LogSoftmax", 13, 0, 0, x);
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(tensor_f32(y)[i], logf(want[i]), 1e-6);
+    tensor_free(y);
+    tensor_free(x);
+}
+
+/* [2,3,4] with default axis: opset 13 normalizes each row of 4, opset 11
+ * normalizes each block of 12 (input coerced to [2,12]). */
+static void test_softmax_default_axis_changes_at_opset_13(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 1);
+    Shape s = shape_of(3, (int64_t)2, (int64_t)3, (int64_t)4);
+    Tensor *x = t_rand(&r, &s, -3, 3);
+    Tensor *y13 = run_ok("Softmax", 13, 0, 0, x), *y11 = run_ok("Softmax", 11, 0, 0, x);
+    for (int row = 0; row < 6; row++) {
+        double sum = 0;
+        for (int k = 0; k < 4; k++)
+            sum += tensor_f32(y13)[row * 4 + k];
+        assert_float_equal(sum, 1.0, 1e-6);
+    }
+    for (int block = 0; block < 2; block++) {
+        double sum = 0;
+        for (int k = 0; k < 12; k++)
+            sum += tensor_f32(y11)[block * 12 + k];
+        assert_float_equal(sum, 1.0, 1e-6);
+    }
+    Tensor *ref13 = naive_softmax(x, 13, -1, REF_SOFTMAX), *ref11 = naive_softmax(x, 11, 1, REF_SOFTMAX);
+    assert_true(t_max_diff("Softmax opset 13 default axis vs naive", y13, ref13) <= 1e-6);
+    assert_true(t_max_diff("Softmax opset 11 default axis vs naive", y11, ref11) <= 1e-6);
+    assert_false(t_allclose(y13, y11, 0, 1e-3));
+    tensor_free(y13);
+    tensor_free(y11);
+    tensor_free(ref13);
+    tensor_free(ref11);
+    tensor_free(x);
+}
+
+static void test_softmax_family_matches_naive_on_every_axis_and_opset(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 2);
+    Shape s = shape_of(4, (int64_t)2, (int64_t)3, (int64_t)5, (int64_t)7);
+    Tensor *x = t_rand(&r, &s, -6, 6);
+    const char *ops[] = {"Softmax", "LogSoftmax", "Hardmax"};
+    const int opsets[] = {9, 11, 13};
+    double worst[3] = {0, 0, 0};
+    for (int o = 0; o < 3; o++)
+        for (int v = 0; v < 3; v++)
+            for (int64_t axis = -4; axis < 4; axis++) {
+                Tensor *y = run_ok(ops[o], opsets[v], 1, axis, x);
+                Tensor *ref = naive_softmax(x, opsets[v], axis, (RefKind)o);
+                for (int64_t i = 0; i < y->numel; i++) {
+                    double d = fabs(tensor_f32(y)[i] - tensor_f32(ref)[i]);
+                    worst[o] = d > worst[o] || isnan(d) ? (isnan(d) ? INFINITY : d) : worst[o];
+                }
+                tensor_free(y);
+                tensor_free(ref);
+            }
+    printf("Softmax vs naive (all axes, opsets 9/11/13): max abs diff %.3g\n", worst[0]);
+    printf("LogSoftmax vs naive (all axes, opsets 9/11/13): max abs diff %.3g\n", worst[1]);
+    printf("Hardmax vs naive (all axes, opsets 9/11/13): max abs diff %.3g\n", worst[2]);
+    assert_true(worst[0] <= 1e-6);
+    assert_true(worst[1] <= 2e-6);
+    assert_true(worst[2] == 0);
+    tensor_free(x);
+}
+
+static void test_softmax_is_stable_for_large_inputs(void **state)
+{
+    (void)state;
+    Shape s = shape_of(2, (int64_t)2, (int64_t)3);
+    Tensor *x = t_f32(&s, (float[]){1000, 1001, 1002, -1000, -1001, -1002});
+    Tensor *y = run_ok("Softmax", 13, 0, 0, x), *z = run_ok("LogSoftmax", 13, 0, 0, x);
+    float want[] = {0.09003057f, 0.24472847f, 0.66524096f, 0.66524096f, 0.24472847f, 0.09003057f};
+    for (int i = 0; i < 6; i++) {
+        assert_float_equal(tensor_f32(y)[i], want[i], 1e-6);
+        assert_float_equal(tensor_f32(z)[i], logf(want[i]), 1e-5);
+    }
+    tensor_free(y);
+    tensor_free(z);
+    tensor_free(x);
+}
+
+static void test_hardmax_marks_first_maximum(void **state)
+{
+    (void)state;
+    Shape s = shape_of(2, (int64_t)2, (int64_t)3);
+    Tensor *x = t_f32(&s, (float[]){3, 1, 3, -1, 5, 2});
+    Tensor *y = run_ok("Hardmax", 13, 0, 0, x);
+    float want[] = {1, 0, 0, 0, 1, 0};
+    for (int i = 0; i < 6; i++)
+        assert_float_equal(tensor_f32(y)[i], want[i], 0);
+    tensor_free(y);
+    tensor_free(x);
+}
+
+static void test_softmax_rejects_axis_out_of_range(void **state)
+{
+    (void)state;
+    Shape s = shape_of(2, (int64_t)2, (int64_t)3);
+    Tensor *x = tensor_new(SH_F32, &s);
+    int rc;
+    assert_null(run_softmax("Softmax", 13, 1, 2, x, &rc));
+    assert_int_equal(rc, SH_E_ARG);
+    assert_non_null(strstr(sh_errmsg(), "node 'test_Softmax' (Softmax)"));
+    assert_non_null(strstr(sh_errmsg(), "axis 2"));
+    assert_null(run_softmax("LogSoftmax", 11, 1, -3, x, &rc));
+    assert_int_equal(rc, SH_E_ARG);
+    /* before opset 13, axis == rank is allowed (a block of one) */
+    Tensor *y = run_ok("Softmax", 11, 1, 2, x);
+    for (int i = 0; i < 6; i++)
+        assert_float_equal(tensor_f32(y)[i], 1.0f, 0);
+    tensor_free(y);
+    tensor_free(x);
+}
+
+static void test_softmax_in_place_matches_separate_output(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 4);
+    Shape s = shape_of(3, (int64_t)2, (int64_t)5, (int64_t)3);
+    for (const OpDef *op = sh_ops_softmax; op->name; op++)
+        for (int64_t axis = 0; axis < 3; axis++) {
+            assert_true(op->flags & OP_INPLACE);
+            Tensor *x = t_rand(&r, &s, -2, 2);
+            Tensor *want = run_ok(op->name, 13, 1, axis, x);
+            Node *n = t_node(op->name, 1, 1);
+            node_set_int(n, "axis", axis);
+            Tensor *out[1] = {x};
+            OpCtx c = {.node = n, .opset = 13, .n_in = 1, .n_out = 1, .in = &x, .out = out};
+            size_t sb = op->scratch ? op->scratch(&c) : 0;
+            float scratch[64];
+            assert_true(sb <= sizeof scratch);
+            c.scratch = scratch;
+            c.scratch_bytes = sb;
+            assert_int_equal(op->forward(&c), 0);
+            char label[64];
+            snprintf(label, sizeof label, "%s axis %d in place", op->name, (int)axis);
+            assert_true(t_max_diff(label, x, want) == 0);
+            t_node_free(n);
+            tensor_free(want);
+            tensor_free(x);
+        }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_softmax_hand_values),
+        cmocka_unit_test(test_softmax_default_axis_changes_at_opset_13),
+        cmocka_unit_test(test_softmax_family_matches_naive_on_every_axis_and_opset),
+        cmocka_unit_test(test_softmax_is_stable_for_large_inputs),
+        cmocka_unit_test(test_hardmax_marks_first_maximum),
+        cmocka_unit_test(test_softmax_rejects_axis_out_of_range),
+        cmocka_unit_test(test_softmax_in_place_matches_separate_output),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
