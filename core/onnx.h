@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 /* Opsets of the default domain shears accepts. */
-#define SH_OPSET_MIN 7
+#define SH_OPSET_MIN 1
 #define SH_OPSET_MAX 17
 
 /* Parses a model from memory. origin names the file in messages.
