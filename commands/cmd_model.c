@@ -1,6 +1,7 @@
 /* Model commands: load, info, export, run. */
 #include "commands.h"
 
+#include "core/builder.h"
 #include "core/error.h"
 #include "core/exec.h"
 #include "core/npy.h"
@@ -25,6 +26,22 @@ int cmd_load(Workspace *ws, const Command *c, Out *o)
     cJSON_AddNumberToObject(o->obj, "nodes", g->n_nodes);
     cJSON_AddNumberToObject(o->obj, "params", (double)graph_param_count(g));
     cJSON_AddNumberToObject(o->obj, "opset", g->opset);
+    return 0;
+}
+
+int cmd_build(Workspace *ws, const Command *c, Out *o)
+{
+    const char *path = cmd_pos(c, 0);
+    Graph *g;
+    int rc = model_build_file(path, &g);
+    if (rc < 0 || (rc = ws_set_model(ws, g, path)) < 0)
+        return rc;
+    ws->dirty = true;
+    out_text(o, "built %s: %d nodes, %lld parameters\n", path, ws->model->n_nodes,
+             (long long)graph_param_count(ws->model));
+    cJSON_AddStringToObject(o->obj, "path", path);
+    cJSON_AddNumberToObject(o->obj, "nodes", ws->model->n_nodes);
+    cJSON_AddNumberToObject(o->obj, "params", (double)graph_param_count(ws->model));
     return 0;
 }
 

@@ -62,6 +62,7 @@ int cmd_set(Workspace *ws, const Command *c, Out *o);
 int cmd_echo(Workspace *ws, const Command *c, Out *o);
 int cmd_source(Workspace *ws, const Command *c, Out *o);
 int cmd_load(Workspace *ws, const Command *c, Out *o);
+int cmd_build(Workspace *ws, const Command *c, Out *o);
 int cmd_info(Workspace *ws, const Command *c, Out *o);
 int cmd_export(Workspace *ws, const Command *c, Out *o);
 int cmd_run(Workspace *ws, const Command *c, Out *o);

@@ -6,8 +6,10 @@
 
 #include "error.h"
 #include "op.h"
+#include "ops/conv.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,11 @@ typedef struct {
 
 typedef struct {
     int node;
+    int n_in;           /* inputs the op sees (a folded BatchNorm adds a Conv bias) */
+    bool fused_away;    /* a BatchNorm/Relu merged into the Conv before it: a view */
+    bool has_fusion;
+    ConvFusion fusion;
+    Tensor *folded;     /* [2]: Conv weight and bias with a BatchNorm folded in (owned) */
     Tensor **in, **out;
     Tensor *extra;      /* storage for outputs the model omits (never NULL for ops) */
     int *extra_buffer;  /* their arena buffers */
@@ -141,6 +148,11 @@ void exec_free(ExecPlan *p)
         free(p->steps[i].out);
         free(p->steps[i].extra);
         free(p->steps[i].extra_buffer);
+        if (p->steps[i].folded) {
+            tensor_done(&p->steps[i].folded[0]);
+            tensor_done(&p->steps[i].folded[1]);
+            free(p->steps[i].folded);
+        }
     }
     free(p->steps);
     free(p->buffers);
@@ -361,6 +373,7 @@ static int plan_nodes(ExecPlan *p)
                 p->slots[n->out[k]].kind = node_aliases(n) && k == 0 ? SLOT_VIEW : SLOT_ARENA;
         }
         st->node = i;
+        st->n_in = n->n_in;
         st->in = in;
         st->out = out;
         st->macs = p->node_macs[i];
@@ -370,6 +383,130 @@ static int plan_nodes(ExecPlan *p)
         if (st->scratch > p->scratch_bytes)
             p->scratch_bytes = st->scratch;
     }
+    return 0;
+}
+
+/* ---- inference fusion ----
+ * Conv -> BatchNormalization folds the normalization into the Conv's
+ * weights and bias; Conv (-> BatchNormalization) -> Relu applies the ReLU
+ * in the Conv's epilogue. The merged nodes become views of the Conv's
+ * output. Only in inference without keep_all: the Conv's own output then
+ * holds the fused value. */
+
+static int step_of_node(const ExecPlan *p, int node)
+{
+    for (int s = 0; s < p->n_steps; s++)
+        if (p->steps[s].node == node)
+            return s;
+    return -1;
+}
+
+/* The step that is the only reader of value v, or -1. */
+static int sole_reader(const ExecPlan *p, int v)
+{
+    const Graph *g = p->g;
+    if (g->values[v].flags & VAL_OUTPUT)
+        return -1;
+    int reader = -1, count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] == v) {
+                count++;
+                reader = i;
+            }
+    return count == 1 ? step_of_node(p, reader) : -1;
+}
+
+static bool all_known(const ExecPlan *p, const Node *n, int from, int to)
+{
+    for (int k = from; k < to; k++)
+        if (k >= n->n_in || n->in[k] < 0 || !slot_has_data(&p->slots[n->in[k]]))
+            return false;
+    return true;
+}
+
+static bool only_first_output(const Node *n)
+{
+    for (int k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            return false;
+    return true;
+}
+
+/* Folds BatchNormalization step bs into Conv step cs. */
+static int fold_bn_into_conv(ExecPlan *p, Step *cs, Step *bs)
+{
+    const Node *conv = &p->g->nodes[cs->node], *bn = &p->g->nodes[bs->node];
+    const Tensor *w = cs->in[1], *b = cs->n_in > 2 ? cs->in[2] : NULL;
+    const float *gamma = tensor_f32(bs->in[1]), *beta = tensor_f32(bs->in[2]);
+    const float *mean = tensor_f32(bs->in[3]), *var = tensor_f32(bs->in[4]);
+    int64_t cout = w->shape.d[0], per = w->numel / cout;
+    float eps = node_attr_float(bn, "epsilon", 1e-5f);
+    Shape bshape = shape_of(1, cout);
+    (void)conv;
+    cs->folded = xcalloc(2, sizeof *cs->folded);
+    if (tensor_alloc(&cs->folded[0], SH_F32, &w->shape) < 0 ||
+        tensor_alloc(&cs->folded[1], SH_F32, &bshape) < 0)
+        return SH_E_NOMEM;
+    for (int64_t o = 0; o < cout; o++) {
+        double scale = gamma[o] / sqrt((double)var[o] + eps);
+        for (int64_t j = 0; j < per; j++)
+            tensor_f32(&cs->folded[0])[o * per + j] = (float)(tensor_f32(w)[o * per + j] * scale);
+        double bias = b ? tensor_f32(b)[o] : 0;
+        tensor_f32(&cs->folded[1])[o] = (float)((bias - mean[o]) * scale + beta[o]);
+    }
+    Tensor **in = xcalloc(4, sizeof *in);
+    in[0] = cs->in[0];
+    in[1] = &cs->folded[0];
+    in[2] = &cs->folded[1];
+    free(cs->in);
+    cs->in = in;
+    cs->n_in = 3;
+    bs->fused_away = true;
+    return 0;
+}
+
+static bool bn_foldable(const ExecPlan *p, const Step *cs, const Step *bs)
+{
+    const Node *bn = &p->g->nodes[bs->node], *conv = &p->g->nodes[cs->node];
+    if (strcmp(bn->op_type, "BatchNormalization") != 0 || !only_first_output(bn) ||
+        node_attr_int(bn, "training_mode", 0) != 0)
+        return false;
+    if (!all_known(p, bn, 1, 5) || !all_known(p, conv, 1, conv->n_in))
+        return false;
+    const Tensor *w = cs->in[1];
+    for (int k = 1; k < 5; k++)
+        if (bs->in[k]->dtype != SH_F32 || bs->in[k]->numel != w->shape.d[0])
+            return false;
+    return w->dtype == SH_F32 && w->shape.rank >= 3 && bs->in[0]->shape.rank >= 3;
+}
+
+static int fuse_steps(ExecPlan *p)
+{
+    if (p->opt.keep_all || p->opt.training || p->opt.no_fusion)
+        return 0;
+    for (int s = 0; s < p->n_steps; s++) {
+        Step *cs = &p->steps[s];
+        const Node *conv = &p->g->nodes[cs->node];
+        if (strcmp(conv->op_type, "Conv") != 0 || cs->fused_away || conv->out[0] < 0)
+            continue;
+        int v = conv->out[0], r = sole_reader(p, v);
+        if (r >= 0 && bn_foldable(p, cs, &p->steps[r])) {
+            int rc = fold_bn_into_conv(p, cs, &p->steps[r]);
+            if (rc < 0)
+                return rc;
+            v = p->g->nodes[p->steps[r].node].out[0];
+            r = sole_reader(p, v);
+        }
+        if (r >= 0 && strcmp(p->g->nodes[p->steps[r].node].op_type, "Relu") == 0) {
+            cs->has_fusion = true;
+            cs->fusion.relu = 1;
+            p->steps[r].fused_away = true;
+        }
+    }
+    for (int s = 0; s < p->n_steps; s++) /* merged nodes only pass the bytes on */
+        if (p->steps[s].fused_away)
+            p->slots[p->g->nodes[p->steps[s].node].out[0]].kind = SLOT_VIEW;
     return 0;
 }
 
@@ -439,7 +576,7 @@ static void assign_buffers(ExecPlan *p)
                 continue;
             }
             Slot *slot = &p->slots[v];
-            if (slot->kind == SLOT_VIEW || (k == 0 && inplace)) {
+            if ((slot->kind == SLOT_VIEW && k == 0) || (k == 0 && inplace)) {
                 int b = p->slots[n->in[0]].buffer;
                 slot->buffer = b;
                 if (b >= 0 && p->buffers[b].last < last[v])
@@ -558,6 +695,8 @@ int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt,
         }
     }
     if (!p->opt.shapes_only) {
+        if ((rc = fuse_steps(p)) < 0)
+            goto fail;
         assign_buffers(p);
         place_buffers(p);
         if ((rc = alloc_arena(p)) < 0)
@@ -597,13 +736,14 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
     for (int s = 0; s < p->n_steps; s++) {
         Step *st = &p->steps[s];
         const Node *n = &g->nodes[st->node];
-        if (node_aliases(n)) {
+        if (node_aliases(n) || st->fused_away) {
             st->out[0]->data = st->in[0]->data;
             continue;
         }
-        OpCtx c = {.node = n, .opset = g->opset, .n_in = n->n_in, .n_out = n->n_out,
+        OpCtx c = {.node = n, .opset = g->opset, .n_in = st->n_in, .n_out = n->n_out,
                    .in = st->in, .out = st->out, .scratch = p->scratch,
-                   .scratch_bytes = p->scratch_bytes, .training = p->opt.training};
+                   .scratch_bytes = p->scratch_bytes, .training = p->opt.training,
+                   .fused = st->has_fusion ? &st->fusion : NULL};
         int rc = n->op->forward(&c);
         if (rc < 0)
             return rc;

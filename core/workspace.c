@@ -46,15 +46,23 @@ int graph_check_finite(const Graph *g, const char *origin)
 
 int ws_load_model(Workspace *ws, const char *path)
 {
-    Graph *g = NULL, *orig = NULL;
+    Graph *g = NULL;
     int rc = onnx_load(path, &g);
     if (rc == 0 && (rc = graph_check_finite(g, path)) == 0 && (rc = graph_prepare(g)) < 0)
         rc = sh_fail_prefix(rc, "%s", path);
-    if (rc == 0 && !(orig = graph_clone(g)))
-        rc = sh_fail(SH_E_NOMEM, "out of memory copying the model");
     if (rc < 0) {
         graph_free(g);
         return rc;
+    }
+    return ws_set_model(ws, g, path);
+}
+
+int ws_set_model(Workspace *ws, Graph *g, const char *path)
+{
+    Graph *orig = graph_clone(g);
+    if (!orig) {
+        graph_free(g);
+        return sh_fail(SH_E_NOMEM, "out of memory copying the model");
     }
     graph_free(ws->model);
     graph_free(ws->original);

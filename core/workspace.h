@@ -27,6 +27,8 @@ void workspace_free(Workspace *ws); /* NULL-safe */
 /* Loads, validates and prepares a model. The workspace changes only on
  * success: a failed load keeps the previous model. */
 int ws_load_model(Workspace *ws, const char *path);
+/* Makes g (taken) the current and original model; origin names it. */
+int ws_set_model(Workspace *ws, Graph *g, const char *origin);
 /* Replaces the data (takes ownership of *ds's contents on success). */
 void ws_set_data(Workspace *ws, Dataset *ds, const char *desc);
 int ws_require_model(const Workspace *ws);

@@ -414,6 +414,35 @@ static void test_pow_int64_base_and_exponent(void **state)
     free_all(in, 2);
 }
 
+static void test_mod_sign_follows_divisor_unless_fmod(void **state)
+{
+    (void)state;
+    Shape s = shape_of(1, (int64_t)4);
+    Tensor *in[2] = {t_i64(&s, (int64_t[]){7, -7, 7, -7}), t_i64(&s, (int64_t[]){3, 3, -3, -3})};
+    Node *n = t_node("Mod", 2, 1);
+    Tensor *y = NULL;
+    assert_int_equal(t_run(n, 13, in, 2, &y, 1), 0);
+    assert_i64_values(y, (int64_t[]){1, 2, -2, -1}, 4); /* like Python */
+    tensor_free(y);
+    node_set_int(n, "fmod", 1);
+    assert_int_equal(t_run(n, 13, in, 2, &y, 1), 0);
+    assert_i64_values(y, (int64_t[]){1, -1, 1, -1}, 4); /* like C */
+    tensor_free(y);
+    tensor_i64(in[1])[2] = 0;
+    assert_int_equal(t_run(n, 13, in, 2, &y, 1), SH_E_NUMERIC);
+    free_all(in, 2);
+    /* float needs fmod=1 */
+    Tensor *f[2] = {t_f32(&s, (float[]){7.5f, -7.5f, 7.5f, -7.5f}), t_f32(&s, (float[]){2, 2, -2, -2})};
+    assert_int_equal(t_run(n, 13, f, 2, &y, 1), 0);
+    assert_f32_values(y, (float[]){1.5f, -1.5f, 1.5f, -1.5f}, 4, 0);
+    tensor_free(y);
+    node_set_int(n, "fmod", 0);
+    assert_int_equal(t_run(n, 13, f, 2, &y, 1), SH_E_UNSUPPORTED);
+    assert_non_null(strstr(sh_errmsg(), "fmod=1"));
+    free_all(f, 2);
+    t_node_free(n);
+}
+
 static void test_max_min_sum_mean_are_variadic_with_broadcast(void **state)
 {
     (void)state;
@@ -723,8 +752,10 @@ static void test_inplace_ops_are_correct_when_output_aliases_input0(void **state
         for (int64_t i = 0; logic && i < b->numel; i++)
             tensor_u8(b)[i] = (uint8_t)trng_int(&r, 0, 1);
         Tensor *in[2] = {a, b};
-        Tensor *want = run_ok(op->name, in, n_in);
         Node *n = t_node(op->name, n_in, 1);
+        node_set_int(n, "fmod", 1); /* float Mod needs it; others ignore it */
+        Tensor *want = NULL;
+        assert_int_equal(t_run(n, 17, in, n_in, &want, 1), 0);
         Tensor *out[1] = {a};
         OpCtx c = {.node = n, .opset = 17, .n_in = n_in, .n_out = 1, .in = in, .out = out};
         assert_int_equal(op->forward(&c), 0);
@@ -735,6 +766,26 @@ static void test_inplace_ops_are_correct_when_output_aliases_input0(void **state
         tensor_free(want);
         free_all(in, 2);
     }
+}
+
+/* An executor that hands Add an output sharing a broadcast input 0 (same
+ * bytes after arena rounding, fewer elements) gets an error, not a result
+ * computed from half-overwritten input. */
+static void test_in_place_with_broadcast_input0_is_refused(void **state)
+{
+    (void)state;
+    Shape sa = shape_of(2, (int64_t)1, (int64_t)4), sb = shape_of(2, (int64_t)4, (int64_t)4);
+    float buf[16] = {1, 2, 3, 4};
+    Tensor a = tensor_view(SH_F32, &sa, buf), y = tensor_view(SH_F32, &sb, buf);
+    Tensor *b = tensor_new(SH_F32, &sb);
+    Tensor *in[2] = {&a, b}, *out[1] = {&y};
+    Node *n = t_node("Add", 2, 1);
+    OpCtx c = {.node = n, .opset = 17, .n_in = 2, .n_out = 1, .in = in, .out = out};
+    assert_int_equal(n->op->forward(&c), SH_E_STATE);
+    assert_non_null(strstr(sh_errmsg(), "node 'test_Add' (Add)"));
+    assert_non_null(strstr(sh_errmsg(), "in place"));
+    t_node_free(n);
+    tensor_free(b);
 }
 
 static void test_empty_tensors_broadcast_to_empty_output(void **state)
@@ -762,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_uint8_arithmetic_wraps),
         cmocka_unit_test(test_pow_float_base_with_float_or_int64_exponent),
         cmocka_unit_test(test_pow_int64_base_and_exponent),
+        cmocka_unit_test(test_mod_sign_follows_divisor_unless_fmod),
         cmocka_unit_test(test_max_min_sum_mean_are_variadic_with_broadcast),
         cmocka_unit_test(test_max_propagates_nan),
         cmocka_unit_test(test_comparisons_output_bool_for_float_and_int64),
@@ -773,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_per_channel_and_bias_broadcasts_match_naive),
         cmocka_unit_test(test_where_matches_naive_reference_on_random_shapes),
         cmocka_unit_test(test_inplace_ops_are_correct_when_output_aliases_input0),
+        cmocka_unit_test(test_in_place_with_broadcast_input0_is_refused),
         cmocka_unit_test(test_empty_tensors_broadcast_to_empty_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,6 +67,17 @@ UNARY_F32(floor, floorf(v))
 UNARY_F32(ceil, ceilf(v))
 UNARY_F32(sin, sinf(v))
 UNARY_F32(cos, cosf(v))
+UNARY_F32(tan, tanf(v))
+UNARY_F32(asin, asinf(v))
+UNARY_F32(acos, acosf(v))
+UNARY_F32(atan, atanf(v))
+UNARY_F32(sinh, sinhf(v))
+UNARY_F32(cosh, coshf(v))
+UNARY_F32(asinh, asinhf(v))
+UNARY_F32(acosh, acoshf(v))
+UNARY_F32(atanh, atanhf(v))
+/* Halves round to even, as the spec asks (default rounding mode). */
+UNARY_F32(round, nearbyintf(v))
 
 /* ---- float or int64 ----------------------------------------------------- */
 
@@ -141,6 +152,68 @@ static int hardsigmoid_forward(OpCtx *c)
     float *y = tensor_f32(c->out[0]);
     for (int64_t i = 0; i < c->in[0]->numel; i++)
         y[i] = fmaxf(0.0f, fminf(1.0f, alpha * x[i] + beta));
+    return 0;
+}
+
+static int thresholdedrelu_forward(OpCtx *c)
+{
+    const float alpha = node_attr_float(c->node, "alpha", 1.0f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = x[i] > alpha ? x[i] : 0.0f;
+    return 0;
+}
+
+static int celu_forward(OpCtx *c)
+{
+    const float alpha = node_attr_float(c->node, "alpha", 1.0f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = fmaxf(0.0f, x[i]) + fminf(0.0f, alpha * expm1f(x[i] / alpha));
+    return 0;
+}
+
+static int shrink_forward(OpCtx *c)
+{
+    const float bias = node_attr_float(c->node, "bias", 0.0f);
+    const float lambd = node_attr_float(c->node, "lambd", 0.5f);
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = x[i] < -lambd ? x[i] + bias : x[i] > lambd ? x[i] - bias : 0.0f;
+    return 0;
+}
+
+/* ---- IsNaN / IsInf: float in, bool out ---------------------------------- */
+
+static int is_class_infer(OpCtx *c)
+{
+    int rc = op_check_input(c, 0, SH_F32);
+    if (rc < 0)
+        return rc;
+    op_set_out(c, 0, SH_BOOL, &c->in[0]->shape);
+    return 0;
+}
+
+static int isnan_forward(OpCtx *c)
+{
+    const float *x = tensor_f32(c->in[0]);
+    uint8_t *y = tensor_u8(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = x[i] != x[i];
+    return 0;
+}
+
+static int isinf_forward(OpCtx *c)
+{
+    const int neg = node_attr_int(c->node, "detect_negative", 1) != 0;
+    const int pos = node_attr_int(c->node, "detect_positive", 1) != 0;
+    const float *x = tensor_f32(c->in[0]);
+    uint8_t *y = tensor_u8(c->out[0]);
+    for (int64_t i = 0; i < c->in[0]->numel; i++)
+        y[i] = (pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY);
     return 0;
 }
 
@@ -374,9 +447,26 @@ const OpDef sh_ops_activation[] = {
     UNARY("Ceil", ceil, unary_infer),
     UNARY("Sin", sin, unary_infer),
     UNARY("Cos", cos, unary_infer),
+    UNARY("Tan", tan, unary_infer),
+    UNARY("Asin", asin, unary_infer),
+    UNARY("Acos", acos, unary_infer),
+    UNARY("Atan", atan, unary_infer),
+    UNARY("Sinh", sinh, unary_infer),
+    UNARY("Cosh", cosh, unary_infer),
+    UNARY("Asinh", asinh, unary_infer),
+    UNARY("Acosh", acosh, unary_infer),
+    UNARY("Atanh", atanh, unary_infer),
+    UNARY("Round", round, unary_infer),
+    UNARY("ThresholdedRelu", thresholdedrelu, unary_infer),
+    UNARY("Celu", celu, unary_infer),
+    UNARY("Shrink", shrink, unary_infer),
     UNARY("Neg", neg, unary_num_infer),
     UNARY("Abs", abs, unary_num_infer),
     UNARY("Sign", sign, unary_num_infer),
+    {.name = "IsNaN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+     .infer = is_class_infer, .forward = isnan_forward},
+    {.name = "IsInf", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+     .infer = is_class_infer, .forward = isinf_forward},
     {.name = "Clip", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
      .infer = clip_infer, .forward = clip_forward},
     {.name = "PRelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,

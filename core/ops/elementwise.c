@@ -188,6 +188,17 @@ BIN_KERNEL(mul_i64, int64_t, int64_t, int64_t, WRAP(*, x0, x1))
 /* Truncates toward zero like C and ONNX; zero divisors are rejected before
  * the kernel runs, INT64_MIN / -1 wraps. */
 BIN_KERNEL(div_i64, int64_t, int64_t, int64_t, x1 == -1 ? WRAP(-, 0, x0) : x0 / x1)
+/* Mod: C's truncated remainder (fmod=1), or the sign of the divisor like
+ * Python (fmod=0). x % -1 is 0; computing it could trap on INT64_MIN. */
+static inline int64_t mod_floor(int64_t x0, int64_t x1)
+{
+    int64_t r = x1 == -1 ? 0 : x0 % x1;
+    return r != 0 && (r < 0) != (x1 < 0) ? r + x1 : r;
+}
+BIN_KERNEL(fmod_f32, float, float, float, fmodf(x0, x1))
+BIN_KERNEL(fmod_i64, int64_t, int64_t, int64_t, x1 == -1 ? 0 : x0 % x1)
+BIN_KERNEL(mod_i64, int64_t, int64_t, int64_t, mod_floor(x0, x1))
+BIN_KERNEL(mod_u8, uint8_t, uint8_t, uint8_t, (uint8_t)(x0 % x1))
 BIN_KERNEL(max_i64, int64_t, int64_t, int64_t, x0 > x1 ? x0 : x1)
 BIN_KERNEL(min_i64, int64_t, int64_t, int64_t, x0 < x1 ? x0 : x1)
 
@@ -243,6 +254,9 @@ static const BinOp DIV = {.k = {[T_F32][T_F32] = div_f32, [T_I64][T_I64] = div_i
                                [T_U8][T_U8] = div_u8}};
 static const BinOp POW = {.k = {[T_F32][T_F32] = pow_f32, [T_F32][T_I64] = pow_f32_i64,
                                 [T_I64][T_I64] = pow_i64, [T_I64][T_F32] = pow_i64_f32}};
+static const BinOp MOD_TRUNC = {.k = {[T_F32][T_F32] = fmod_f32, [T_I64][T_I64] = fmod_i64,
+                                     [T_U8][T_U8] = mod_u8}};
+static const BinOp MOD_FLOOR = {.k = {[T_I64][T_I64] = mod_i64, [T_U8][T_U8] = mod_u8}};
 static const BinOp MAX = {.k = {[T_F32][T_F32] = max_f32, [T_I64][T_I64] = max_i64,
                                [T_U8][T_U8] = max_u8}};
 static const BinOp MIN = {.k = {[T_F32][T_F32] = min_f32, [T_I64][T_I64] = min_i64,
@@ -339,7 +353,14 @@ static int any_zero_int(const Tensor *t)
 static int nary_forward(OpCtx *c, const BinOp *op)
 {
     Tensor *y = c->out[0];
-    if (op == &DIV && c->in[1]->dtype != SH_F32 && any_zero_int(c->in[1]))
+    /* In place is only sound when input 0 is not broadcast: a smaller
+     * input 0 would be overwritten before all of it is read. */
+    if (y->data == c->in[0]->data && c->in[0]->numel != y->numel)
+        return op_fail(c, SH_E_STATE, "output shares the buffer of input 0, which is broadcast "
+                                      "(%lld of %lld elements); it cannot run in place",
+                       (long long)c->in[0]->numel, (long long)y->numel);
+    int int_division = op == &DIV || op == &MOD_TRUNC || op == &MOD_FLOOR;
+    if (int_division && c->in[1]->dtype != SH_F32 && any_zero_int(c->in[1]))
         return op_fail(c, SH_E_NUMERIC, "integer division by zero");
     if (c->n_in == 1) {
         if (y->data != c->in[0]->data)
@@ -405,6 +426,25 @@ static int pow_forward(OpCtx *c)
     }
     return nary_forward(c, &POW);
 }
+
+/* ---- Mod ---------------------------------------------------------------- */
+
+static const BinOp *mod_op(const OpCtx *c)
+{
+    return node_attr_int(c->node, "fmod", 0) ? &MOD_TRUNC : &MOD_FLOOR;
+}
+
+static int mod_infer(OpCtx *c)
+{
+    int rc = op_check_input(c, 0, SH_UNDEF);
+    if (rc < 0)
+        return rc;
+    if (c->in[0]->dtype == SH_F32 && mod_op(c) == &MOD_FLOOR)
+        return op_fail(c, SH_E_UNSUPPORTED, "float Mod needs attribute fmod=1");
+    return nary_infer(c, mod_op(c));
+}
+
+static int mod_forward(OpCtx *c) { return nary_forward(c, mod_op(c)); }
 
 /* ---- Not ---------------------------------------------------------------- */
 
@@ -509,6 +549,7 @@ const OpDef sh_ops_elementwise[] = {
     BINARY("Mul", mul, OP_INPLACE),
     BINARY("Div", div, OP_INPLACE),
     BINARY("Pow", pow, OP_INPLACE),
+    BINARY("Mod", mod, OP_INPLACE),
     VARIADIC("Max", max),
     VARIADIC("Min", min),
     VARIADIC("Sum", sum),

@@ -257,7 +257,7 @@ void matmul_ref(float *y, const float *a, const Shape *as, const float *b, const
         int ia = i - (rank - (A.rank - 2)), ib = i - (rank - (B.rank - 2));
         da[i] = ia >= 0 ? A.d[ia] : 1;
         db[i] = ib >= 0 ? B.d[ib] : 1;
-        bat[i] = da[i] > db[i] ? da[i] : db[i];
+        bat[i] = da[i] == 1 ? db[i] : da[i]; /* 1 broadcasts, 0 stays */
         nbat *= bat[i];
     }
     for (int64_t t = 0; t < nbat; t++) {

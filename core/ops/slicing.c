@@ -230,7 +230,9 @@ static void slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step, Sl
     if (end < 0)
         end += dim;
     int64_t len;
-    if (step > 0) {
+    if (dim == 0) { /* nothing to take; the clamp ranges below would be empty */
+        len = 0;
+    } else if (step > 0) {
         start = clamp64(start, 0, dim);
         end = clamp64(end, 0, dim);
         len = end > start ? (end - start - 1) / step + 1 : 0;

@@ -1,6 +1,7 @@
 /* Runs Debian's ONNX conformance data (libonnx-testdata) through shears.
  * Every case whose ops shears supports must match the expected outputs
- * (rtol 1e-3, atol 1e-5). Prints passed / failed / skipped counts and
+ * (rtol 1e-3, atol 1e-5), and the model exported and imported again must
+ * give bit-identical outputs (the round trip). Prints passed / failed / skipped counts and
  * lists skipped cases with the reason.
  * Usage: conformance [-v] [DATA_ROOT] [FILTER] */
 #include "core/error.h"
@@ -94,7 +95,51 @@ static int compare(const Tensor *got, const Tensor *want, char *why, size_t n)
     return 0;
 }
 
-static enum Outcome run_data_set(const Graph *g, const char *dir, char *why, size_t wn)
+/* Export -> import of a prepared graph; NULL on failure (message in why). */
+static Graph *round_trip(const Graph *g, char *why, size_t wn)
+{
+    unsigned char *buf;
+    size_t n;
+    Graph *back = NULL;
+    if (onnx_save_buffer(g, &buf, &n) < 0) {
+        snprintf(why, wn, "export: %s", sh_errmsg());
+        return NULL;
+    }
+    if (onnx_load_buffer(buf, n, "round trip", &back) < 0 || graph_prepare(back) < 0) {
+        snprintf(why, wn, "re-import: %s", sh_errmsg());
+        graph_free(back);
+        back = NULL;
+    }
+    free(buf);
+    return back;
+}
+
+/* Outputs of the round-tripped graph must be bit-identical. */
+static int compare_exact(const Tensor *a, const Tensor *b, char *why, size_t n)
+{
+    if (a->dtype != b->dtype || !shape_eq(&a->shape, &b->shape) ||
+        memcmp(a->data, b->data, tensor_bytes(a)) != 0) {
+        snprintf(why, n, "round trip: outputs differ from the original model's");
+        return -1;
+    }
+    return 0;
+}
+
+static int run_graph(const Graph *g, Tensor **ordered, int n_in, ExecPlan **plan)
+{
+    Shape *shapes = xcalloc((size_t)n_in + 1, sizeof *shapes);
+    for (int i = 0; i < n_in; i++)
+        shapes[i] = ordered[i]->shape;
+    ExecOptions opt = {.input_values = ordered};
+    int rc = exec_plan(g, shapes, &opt, plan);
+    if (rc == 0)
+        rc = exec_run(*plan, ordered);
+    free(shapes);
+    return rc;
+}
+
+static enum Outcome run_data_set(const Graph *g, const Graph *g2, const char *dir, char *why,
+                                 size_t wn)
 {
     Tensor **in = NULL, **want = NULL;
     char **in_names = NULL, **want_names = NULL;
@@ -108,15 +153,15 @@ static enum Outcome run_data_set(const Graph *g, const char *dir, char *why, siz
         goto done;
     }
     Tensor **ordered = xcalloc((size_t)n_in + 1, sizeof *ordered);
-    Shape *shapes = xcalloc((size_t)n_in + 1, sizeof *shapes);
+    ExecPlan *plan2 = NULL;
     int rc = order_inputs(g, in, in_names, n_in, ordered);
-    for (int i = 0; rc == 0 && i < n_in; i++)
-        shapes[i] = ordered[i]->shape;
-    ExecOptions opt = {.input_values = ordered};
     if (rc == 0)
-        rc = exec_plan(g, shapes, &opt, &plan);
-    if (rc == 0)
-        rc = exec_run(plan, ordered);
+        rc = run_graph(g, ordered, n_in, &plan);
+    if (rc == 0 && g2 && run_graph(g2, ordered, n_in, &plan2) < 0) {
+        snprintf(why, wn, "round trip: %s", sh_errmsg());
+        result = FAIL;
+        goto after;
+    }
     if (rc < 0) {
         snprintf(why, wn, "%s", sh_errmsg());
         result = rc == SH_E_UNSUPPORTED ? SKIP : FAIL;
@@ -126,14 +171,16 @@ static enum Outcome run_data_set(const Graph *g, const char *dir, char *why, siz
         result = PASS;
         for (int k = 0; k < n_want && result == PASS; k++) {
             char msg[300];
-            if (compare(exec_output(plan, k), want[k], msg, sizeof msg) < 0) {
+            if (compare(exec_output(plan, k), want[k], msg, sizeof msg) < 0 ||
+                (plan2 && compare_exact(exec_output(plan2, k), exec_output(plan, k), msg, sizeof msg) < 0)) {
                 snprintf(why, wn, "output %d: %s", k, msg);
                 result = FAIL;
             }
         }
     }
+after:
     free(ordered);
-    free(shapes);
+    exec_free(plan2);
 done:
     exec_free(plan);
     if (n_in > 0)
@@ -184,6 +231,11 @@ static enum Outcome run_case(const char *dir, char *why, size_t wn)
         graph_free(g);
         return rc == SH_E_UNSUPPORTED ? SKIP : FAIL;
     }
+    Graph *g2 = round_trip(g, why, wn);
+    if (!g2) {
+        graph_free(g);
+        return FAIL;
+    }
     enum Outcome result = SKIP;
     snprintf(why, wn, "no data sets");
     for (int k = 0;; k++) {
@@ -192,11 +244,12 @@ static enum Outcome run_case(const char *dir, char *why, size_t wn)
         snprintf(ds, sizeof ds, "%s/test_data_set_%d", dir, k);
         if (stat(ds, &st) != 0)
             break;
-        result = run_data_set(g, ds, why, wn);
+        result = run_data_set(g, g2, ds, why, wn);
         if (result != PASS)
             break;
     }
     graph_free(g);
+    graph_free(g2);
     return result;
 }
 
