@@ -46,6 +46,8 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .SECONDARY:
 .PHONY: all deps run test unit-tests conformance interop bench bench-deps fuzz clean check-deps ort-deps
@@ -103,6 +105,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(TEST_SUPPORT) $(LIB)
 	@echo "  LD $@"
 	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---- run and test -------------------------------------------------------
@@ -118,7 +125,7 @@ test: deps
 all-tests: $(BIN) $(TEST_BINS) $(TOOL_BINS)
 
 bench-deps: deps ort-deps
-bench: bench-deps $(BIN) $(TOOL_BINS)
+bench: bench-deps $(BIN) $(TOOL_BINS) $(BENCH_BINS)
 	./bench/run.sh $(BUILD)
 
 clean:

@@ -61,6 +61,7 @@ struct ExecPlan {
     Buffer *buffers;
     int n_buffers;
     int64_t *node_macs;
+    double *node_seconds;
     unsigned char *arena;
     size_t arena_bytes, activation_bytes;
     void *scratch;
@@ -157,6 +158,7 @@ void exec_free(ExecPlan *p)
     free(p->steps);
     free(p->buffers);
     free(p->node_macs);
+    free(p->node_seconds);
     free(p->arena);
     free(p->scratch);
     free(p);
@@ -555,8 +557,9 @@ static bool can_overwrite(const ExecPlan *p, const Step *st, int s)
     if ((src->kind != SLOT_ARENA && src->kind != SLOT_VIEW) || src->buffer < 0)
         return false;
     const Buffer *b = &p->buffers[src->buffer];
-    return b->last == s && aligned_bytes(&src->t) == aligned_bytes(st->out[0]) &&
-           src->t.dtype == st->out[0]->dtype;
+    /* same element count, not just the same rounded byte size: a broadcast
+     * input of fewer elements must not be overwritten while still read */
+    return b->last == s && src->t.numel == st->out[0]->numel && src->t.dtype == st->out[0]->dtype;
 }
 
 static void assign_buffers(ExecPlan *p)
@@ -684,6 +687,7 @@ int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt,
         p->opt = *opt;
     p->slots = xcalloc((size_t)g->n_values + 1, sizeof *p->slots);
     p->node_macs = xcalloc((size_t)g->n_nodes + 1, sizeof *p->node_macs);
+    p->node_seconds = xcalloc((size_t)g->n_nodes + 1, sizeof *p->node_seconds);
     if ((rc = bind_inputs(p, input_shapes)) < 0 || (rc = plan_nodes(p)) < 0)
         goto fail;
     for (int k = 0; k < g->n_outputs; k++) {
@@ -744,12 +748,17 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
                    .in = st->in, .out = st->out, .scratch = p->scratch,
                    .scratch_bytes = p->scratch_bytes, .training = p->opt.training,
                    .fused = st->has_fusion ? &st->fusion : NULL};
+        double t0 = p->opt.profile ? now_seconds() : 0;
         int rc = n->op->forward(&c);
         if (rc < 0)
             return rc;
+        if (p->opt.profile)
+            p->node_seconds[st->node] += now_seconds() - t0;
     }
     return 0;
 }
+
+double exec_node_seconds(const ExecPlan *p, int i) { return p->node_seconds[i]; }
 
 const Tensor *exec_value(const ExecPlan *p, int v) { return &p->slots[v].t; }
 

@@ -22,6 +22,7 @@ typedef struct {
      * user) become known when planning; exec_run then requires the same
      * values. */
     Tensor *const *input_values;
+    bool profile;     /* time every node (exec_node_seconds) */
 } ExecOptions;
 
 /* Plans g (borrowed: it must outlive the plan and stay unchanged) for the
@@ -40,6 +41,9 @@ const Tensor *exec_output(const ExecPlan *p, int k);
 bool exec_value_known(const ExecPlan *p, int v);
 /* MACs of node i for the planned shapes. */
 int64_t exec_node_macs(const ExecPlan *p, int i);
+/* Seconds spent in node i over all runs so far (profile plans only; a
+ * node fused into the one before it reports 0). */
+double exec_node_seconds(const ExecPlan *p, int i);
 size_t exec_arena_bytes(const ExecPlan *p);
 /* Sum of all activation bytes (what an arena-less executor would hold). */
 size_t exec_activation_bytes(const ExecPlan *p);

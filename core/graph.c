@@ -525,12 +525,24 @@ int graph_toposort(Graph *g)
         }
     }
     if (tail != n) {
-        for (int i = 0; i < n; i++)
-            if (pending[i] > 0) {
-                rc = sh_fail(SH_E_FORMAT, "the graph has a cycle through node '%s' (%s)",
-                             g->nodes[i].name, g->nodes[i].op_type);
-                break;
+        /* A node left over may only sit downstream of a cycle. Every left-over
+         * node reads a value whose producer is left over too, so walking back
+         * through those producers n times ends on the cycle itself. */
+        int i = 0;
+        while (pending[i] == 0)
+            i++;
+        for (int step = 0; step < n; step++) {
+            const Node *nd = &g->nodes[i];
+            for (int k = 0; k < nd->n_in; k++) {
+                int v = nd->in[k];
+                if (v >= 0 && producer[v] >= 0 && pending[producer[v]] > 0) {
+                    i = producer[v];
+                    break;
+                }
             }
+        }
+        rc = sh_fail(SH_E_FORMAT, "the graph has a cycle through node '%s' (%s)",
+                     g->nodes[i].name, g->nodes[i].op_type);
         goto cleanup;
     }
     {

@@ -38,20 +38,21 @@ void op_set_out(OpCtx *c, int i, DType dt, const Shape *s)
 int op_broadcast(const OpCtx *c, const Shape *a, const Shape *b, Shape *out)
 {
     int rank = a->rank > b->rank ? a->rank : b->rank;
-    out->rank = rank;
+    Shape r = {.rank = rank}; /* out may alias a or b */
     for (int i = 0; i < rank; i++) {
         int ia = i - (rank - a->rank), ib = i - (rank - b->rank);
         int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
         if (da == db || db == 1)
-            out->d[i] = da;
+            r.d[i] = da;
         else if (da == 1)
-            out->d[i] = db;
+            r.d[i] = db;
         else {
             char sa[128], sb[128];
             return op_fail(c, SH_E_SHAPE, "shapes %s and %s do not broadcast",
                            shape_str(a, sa, sizeof sa), shape_str(b, sb, sizeof sb));
         }
     }
+    *out = r;
     return 0;
 }
 

@@ -52,7 +52,7 @@ jobs=$work/ort-jobs
 failures=$work/failures
 : >"$jobs"
 : >"$failures"
-n_cases=0 n_skip=0 n_fail=0 n_ok=0
+n_cases=0 n_skip=0 n_fail=0 n_ok=0 n_ref=0
 
 fail() { # case message
     echo "  FAIL $1: $2" >>"$failures"
@@ -63,6 +63,17 @@ skip() { # case reason
     n_skip=$((n_skip + 1))
     [ "$verbose" = 1 ] && echo "  SKIP $1: $2"
     return 0
+}
+
+# Cases where ONNX Runtime knowingly differs from the ONNX reference.
+known_ort_difference() { # case-name
+    case $1 in
+    # ORT recomputes the scale from the output size; the reference keeps
+    # the given scale (intended, onnx/onnx#2462).
+    node/test_resize_downsample_scales_cubic_align_corners) return 0 ;;
+    node/test_resize_downsample_scales_linear_align_corners) return 0 ;;
+    esac
+    return 1
 }
 
 wanted() { # case-name
@@ -95,6 +106,7 @@ prepare_case() { # name model data-set-dir-or---random
     dir=$work/$n_cases
     mkdir -p "$dir"
     echo "$name" >"$dir/name"
+    echo "$model" >"$dir/model"
     counts=$("$tools/pb2npy" "$model" "$data" "$dir" 2>"$dir/err")
     rc=$?
     if [ $rc -eq 2 ]; then
@@ -128,6 +140,7 @@ prepare_case() { # name model data-set-dir-or---random
         return
     fi
     echo "$dir/e.onnx $(file_list "$dir" in "$n_in" ' ') --out $(file_list "$dir" ort "$n_out" ' ')" >>"$jobs"
+    echo "$n_in" >"$dir/n_in"
     echo "$n_out" >"$dir/n_out"
 }
 
@@ -149,11 +162,28 @@ for m in samples/*.onnx; do
 done
 
 # ONNX Runtime, one process for every exported model.
+case_of() { # an ORT error line -> the number of the case it names, or ""
+    case $1 in
+    *"$work/"[0-9]*/*) echo "$1" | sed "s|.*$work/\([0-9]*\)/.*|\1|" ;;
+    esac
+}
 if [ -s "$jobs" ]; then
     node "$ortdir/run.js" --batch "$jobs" 2>"$work/ort-err"
+    # A model ONNX Runtime cannot run is our exporter's fault only if ORT
+    # runs the original (it has no kernels for some opset-1..6 ops).
+    : >"$work/orig-jobs"
     while IFS= read -r line; do
-        fail "ort" "$line"
+        num=$(case_of "$line")
+        if [ -z "$num" ] || [ ! -d "$work/$num" ]; then
+            fail ort "$line"
+            continue
+        fi
+        d=$work/$num
+        [ -f "$d/ort-err" ] && continue
+        echo "$line" | sed 's/^run.js: //' >"$d/ort-err"
+        echo "$(cat "$d/model") $(file_list "$d" in "$(cat "$d/n_in")" ' ') --out $d/orig_0.npy" >>"$work/orig-jobs"
     done <"$work/ort-err"
+    [ -s "$work/orig-jobs" ] && node "$ortdir/run.js" --batch "$work/orig-jobs" 2>/dev/null
 fi
 
 # Compare.
@@ -163,36 +193,42 @@ while [ "$i" -le "$n_cases" ]; do
     i=$((i + 1))
     [ -f "$dir/n_out" ] || continue
     name=$(cat "$dir/name")
+    # Where ORT is known to differ from the ONNX reference, or cannot run
+    # the original model either, shears must match the reference outputs
+    # of the test data instead.
+    ref=ort
+    known_ort_difference "$name" && ref=want
+    if [ -f "$dir/ort-err" ]; then
+        if [ -f "$dir/orig_0.npy" ]; then
+            fail "$name" "ONNX Runtime runs the original but not our export: $(cat "$dir/ort-err")"
+            continue
+        fi
+        ref=want
+        [ "$verbose" = 1 ] && echo "  $name: ONNX Runtime cannot run the original either: $(sed 's|^[^:]*: ||' "$dir/ort-err")"
+    fi
     n_out=$(cat "$dir/n_out") k=0 ok=1
     while [ "$k" -lt "$n_out" ]; do
-        if [ ! -f "$dir/ort_$k.npy" ]; then
-            ok=0 # reported from ORT's error lines
-            grep -q "$dir/e.onnx" "$work/ort-err" || fail "$name" "ONNX Runtime wrote no output $k"
+        if [ ! -f "$dir/${ref}_$k.npy" ]; then
+            fail "$name" "no $ref output $k"
+            ok=0
             break
         fi
-        res=$("$tools/npycmp" --atol 1e-4 --rtol 1e-4 "$dir/shears_$k.npy" "$dir/ort_$k.npy" 2>&1)
+        res=$("$tools/npycmp" --atol 1e-4 --rtol 1e-4 "$dir/shears_$k.npy" "$dir/${ref}_$k.npy" 2>&1)
         if [ $? -ne 0 ]; then
-            fail "$name" "output $k: $res"
+            fail "$name" "output $k vs $ref: $res"
             ok=0
         else
-            [ "$verbose" = 1 ] && echo "  ok $name output $k: $res"
+            [ "$verbose" = 1 ] && echo "  ok $name output $k vs $ref: $res"
         fi
         k=$((k + 1))
     done
-    [ $ok = 1 ] && n_ok=$((n_ok + 1))
+    if [ $ok = 1 ] && [ $ref = want ]; then
+        n_ref=$((n_ref + 1))
+    elif [ $ok = 1 ]; then
+        n_ok=$((n_ok + 1))
+    fi
 done
 
-# ORT error lines name the exported model's path; show the case name.
-if [ -s "$failures" ]; then
-    while IFS= read -r line; do
-        case $line in
-        *"$work/"*)
-            num=$(echo "$line" | sed "s|.*$work/\([0-9]*\)/.*|\1|")
-            [ -f "$work/$num/name" ] && line="$line ($(cat "$work/$num/name"))"
-            ;;
-        esac
-        echo "$line"
-    done <"$failures"
-fi
-echo "interop: $n_ok matched ONNX Runtime, $n_fail failed, $n_skip skipped (of $n_cases models)"
+cat "$failures"
+echo "interop: $n_ok matched ONNX Runtime, $n_ref matched the ONNX reference where ORT differs or cannot run the original, $n_fail failed, $n_skip skipped (of $n_cases models)"
 [ "$n_fail" -eq 0 ] && [ "$n_ok" -gt 0 ]

@@ -283,6 +283,23 @@ static BinKernel bin_kernel(const BinOp *op, DType a, DType b)
 
 /* ---- binary and variadic ops -------------------------------------------- */
 
+/* Before opset 7, binary ops broadcast only with broadcast=1, aligning B
+ * at `axis`. That equals numpy broadcasting when B is aligned with A's
+ * trailing dims; any other axis is refused rather than computed wrongly. */
+static int check_legacy_broadcast(const OpCtx *c)
+{
+    const Attr *axis = node_attr(c->node, "axis");
+    if (c->opset >= 7 || c->n_in != 2 || !axis || axis->type != ATTR_INT)
+        return 0;
+    int ra = c->in[0]->shape.rank, rb = c->in[1]->shape.rank;
+    int64_t a = axis->i < 0 ? axis->i + ra : axis->i;
+    if (node_attr_int(c->node, "broadcast", 0) && a != ra - rb)
+        return op_fail(c, SH_E_UNSUPPORTED,
+                       "opset %d broadcast along axis %lld (not the trailing axes) is not supported",
+                       c->opset, (long long)axis->i);
+    return 0;
+}
+
 /* Checks types of every input and broadcasts their shapes. */
 static int nary_infer(OpCtx *c, const BinOp *op)
 {
@@ -290,6 +307,8 @@ static int nary_infer(OpCtx *c, const BinOp *op)
     for (int i = 0; i < c->n_in; i++)
         if ((rc = op_check_input(c, i, SH_UNDEF)) < 0)
             return rc;
+    if ((rc = check_legacy_broadcast(c)) < 0)
+        return rc;
     DType ta = c->in[0]->dtype;
     Shape s = c->in[0]->shape;
     for (int i = 1; i < c->n_in; i++) {

@@ -36,46 +36,103 @@ static bool is_pointwise(const ConvShape *s)
     return true;
 }
 
-void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s)
+/* One im2col row (kernel tap kd, kh, kw of one channel) in general form:
+ * output row by output row. */
+static void im2col_row(float *dst, const float *xc, const ConvShape *s, int64_t offd, int64_t offh,
+                       int64_t offw)
 {
     const int64_t ID = s->in[0], IH = s->in[1], IW = s->in[2];
     const int64_t OD = s->out[0], OH = s->out[1], OW = s->out[2];
     const int64_t sw = s->stride[2];
+    int64_t wlo, whi;
+    valid_range(&wlo, &whi, offw, sw, IW, OW);
+    for (int64_t od = 0; od < OD; od++) {
+        const int64_t id = od * s->stride[0] + offd;
+        if (id < 0 || id >= ID) {
+            memset(dst, 0, (size_t)(OH * OW) * sizeof *dst);
+            dst += OH * OW;
+            continue;
+        }
+        for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
+            const int64_t ih = oh * s->stride[1] + offh;
+            if (ih < 0 || ih >= IH) {
+                memset(dst, 0, (size_t)OW * sizeof *dst);
+                continue;
+            }
+            const float *src = xc + (id * IH + ih) * IW;
+            memset(dst, 0, (size_t)wlo * sizeof *dst);
+            if (sw == 1)
+                memcpy(dst + wlo, src + wlo + offw, (size_t)(whi - wlo) * sizeof *dst);
+            else
+                for (int64_t ow = wlo; ow < whi; ow++)
+                    dst[ow] = src[ow * sw + offw];
+            memset(dst + whi, 0, (size_t)(OW - whi) * sizeof *dst);
+        }
+    }
+}
+
+/* Stride 1 in H and W with OW == IW (a "same" width): output position
+ * oh*OW + ow reads input (oh + offh)*IW + ow + offw, one constant shift of
+ * the flattened plane. So each depth slice is one block copy, then the
+ * few edge columns whose shifted read wrapped into a neighbouring row are
+ * zeroed. This is the common 3x3/pad 1 case and most of im2col's cost. */
+static bool same_width_stride1(const ConvShape *s)
+{
+    return s->stride[1] == 1 && s->stride[2] == 1 && s->out[2] == s->in[2];
+}
+
+static void im2col_row_shift(float *dst, const float *xc, const ConvShape *s, int64_t offd,
+                             int64_t offh, int64_t offw)
+{
+    const int64_t ID = s->in[0], IH = s->in[1], IW = s->in[2];
+    const int64_t OD = s->out[0], OH = s->out[1], OW = s->out[2];
+    const int64_t plane = IH * IW;
+    int64_t hlo, hhi, wlo, whi;
+    valid_range(&hlo, &hhi, offh, 1, IH, OH);
+    valid_range(&wlo, &whi, offw, 1, IW, OW);
+    for (int64_t od = 0; od < OD; od++, dst += OH * OW) {
+        const int64_t id = od * s->stride[0] + offd;
+        if (id < 0 || id >= ID || hlo == hhi) {
+            memset(dst, 0, (size_t)(OH * OW) * sizeof *dst);
+            continue;
+        }
+        const float *src = xc + id * plane;
+        const int64_t delta = offh * IW + offw;
+        /* rows [hlo, hhi) as one block, clipped to the source plane */
+        int64_t q0 = hlo * OW, q1 = hhi * OW;
+        int64_t qa = q0 > -delta ? q0 : -delta, qb = q1 < plane - delta ? q1 : plane - delta;
+        qb = qb < qa ? qa : qb;
+        memset(dst, 0, (size_t)qa * sizeof *dst);
+        memcpy(dst + qa, src + qa + delta, (size_t)(qb - qa) * sizeof *dst);
+        memset(dst + qb, 0, (size_t)(OH * OW - qb) * sizeof *dst);
+        if (wlo > 0 || whi < OW)
+            for (int64_t oh = hlo; oh < hhi; oh++) {
+                float *row = dst + oh * OW;
+                for (int64_t ow = 0; ow < wlo; ow++)
+                    row[ow] = 0.0f;
+                for (int64_t ow = whi; ow < OW; ow++)
+                    row[ow] = 0.0f;
+            }
+    }
+}
+
+void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s)
+{
+    const int64_t in_vol = s->in[0] * s->in[1] * s->in[2];
+    const bool shift = same_width_stride1(s);
     int64_t row = 0;
     for (int64_t ch = 0; ch < c; ch++) {
-        const float *xc = x + ch * ID * IH * IW;
+        const float *xc = x + ch * in_vol;
         for (int64_t kd = 0; kd < s->k[0]; kd++)
             for (int64_t kh = 0; kh < s->k[1]; kh++)
                 for (int64_t kw = 0; kw < s->k[2]; kw++, row++) {
-                    float *dst = col + row * ldc;
                     const int64_t offd = kd * s->dil[0] - s->pad[0];
                     const int64_t offh = kh * s->dil[1] - s->pad[1];
                     const int64_t offw = kw * s->dil[2] - s->pad[2];
-                    int64_t wlo, whi;
-                    valid_range(&wlo, &whi, offw, sw, IW, OW);
-                    for (int64_t od = 0; od < OD; od++) {
-                        const int64_t id = od * s->stride[0] + offd;
-                        if (id < 0 || id >= ID) {
-                            memset(dst, 0, (size_t)(OH * OW) * sizeof *dst);
-                            dst += OH * OW;
-                            continue;
-                        }
-                        for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
-                            const int64_t ih = oh * s->stride[1] + offh;
-                            if (ih < 0 || ih >= IH) {
-                                memset(dst, 0, (size_t)OW * sizeof *dst);
-                                continue;
-                            }
-                            const float *src = xc + (id * IH + ih) * IW;
-                            memset(dst, 0, (size_t)wlo * sizeof *dst);
-                            if (sw == 1)
-                                memcpy(dst + wlo, src + wlo + offw, (size_t)(whi - wlo) * sizeof *dst);
-                            else
-                                for (int64_t ow = wlo; ow < whi; ow++)
-                                    dst[ow] = src[ow * sw + offw];
-                            memset(dst + whi, 0, (size_t)(OW - whi) * sizeof *dst);
-                        }
-                    }
+                    if (shift)
+                        im2col_row_shift(col + row * ldc, xc, s, offd, offh, offw);
+                    else
+                        im2col_row(col + row * ldc, xc, s, offd, offh, offw);
                 }
     }
 }

@@ -3,8 +3,10 @@
  * ceiling) and, with --ort, ONNX Runtime running the same layer as a
  * one-node model in the same invocation.
  *
- *   conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME]
+ *   conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME] [--sweep]
  *
+ * --sweep also times the batch algorithm at chunk sizes 1, 2, 4, ... and
+ * im2col alone (its share of a per-image conv).
  * BLAS threads come from the environment (OPENBLAS_NUM_THREADS); this
  * program never sets them. FLOPs = 2 x MACs. Times are per batch: median
  * (min-max) of N timed runs after warm-up. */
@@ -86,6 +88,17 @@ static void run_conv(void *arg)
 {
     ConvRun *r = arg;
     conv_forward(r->y, r->x, r->w, r->b, &r->s, &r->p, 0, r->scratch);
+}
+
+/* im2col alone, image by image, into one image's columns: its share of a conv */
+static void run_im2col(void *arg)
+{
+    ConvRun *r = arg;
+    const int64_t cin_g = r->s.cin / r->s.group, in_vol = r->s.in[0] * r->s.in[1] * r->s.in[2];
+    const int64_t P = r->s.out[0] * r->s.out[1] * r->s.out[2];
+    for (int64_t n = 0; n < r->s.n; n++)
+        for (int64_t g = 0; g < r->s.group; g++)
+            im2col(r->scratch, P, r->x + (n * r->s.cin + g * cin_g) * in_vol, cin_g, &r->s);
 }
 
 typedef struct {
@@ -183,7 +196,7 @@ static void machine_line(void)
 
 int main(int argc, char **argv)
 {
-    int batch = 64, iters = 30, ort = 0;
+    int batch = 64, iters = 30, ort = 0, sweep = 0;
     const char *dir = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
@@ -196,8 +209,10 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--sweep") == 0)
+            sweep = 1;
         else {
-            fprintf(stderr, "usage: conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME]\n");
+            fprintf(stderr, "usage: conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME] [--sweep]\n");
             return 2;
         }
     }
@@ -244,6 +259,20 @@ int main(int argc, char **argv)
                          (long long)r.p.chunk, r.p.scratch_bytes / 1048576.0);
             print_row(names[algo], time_work(run_conv, &r, iters), flops, batch, note);
             free(r.scratch);
+        }
+        if (sweep) {
+            r.p = conv_plan_with(&s, CONV_GEMM_IMAGE, 0);
+            r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64 + 64);
+            print_row("im2col alone", time_work(run_im2col, &r, iters), flops, batch, "(GFLOP/s of the conv)");
+            free(r.scratch);
+            for (int64_t chunk = 1; chunk <= batch; chunk *= 2) {
+                r.p = conv_plan_with(&s, CONV_GEMM_BATCH, chunk);
+                r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64);
+                char what[48];
+                snprintf(what, sizeof what, "gemm batch chunk %lld", (long long)chunk);
+                print_row(what, time_work(run_conv, &r, iters), flops, batch, "");
+                free(r.scratch);
+            }
         }
         if (l->group == 1) {
             /* the ceiling: the same GEMM shapes without im2col or copies */
