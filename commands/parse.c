@@ -95,6 +95,7 @@ int parse_commands(const char *text, CommandList *out)
         }
         if (ch == '"' || ch == '\'') {
             char q = ch;
+            int quote_line = line; /* errors name where the quote opens */
             if (key_len < 0)
                 quoted_before_eq = true;
             for (p++; *p && *p != q; p++) {
@@ -108,7 +109,7 @@ int parse_commands(const char *text, CommandList *out)
                 free(word.buf);
                 command_done(&cur);
                 command_list_done(out);
-                return sh_fail(SH_E_ARG, "line %d: unterminated quote", line);
+                return sh_fail(SH_E_ARG, "line %d: unterminated quote", quote_line);
             }
             continue;
         }
@@ -168,21 +169,22 @@ int cmd_n_pos(const Command *c)
     return n;
 }
 
-static bool needs_quotes(const char *s)
+/* A value after key= may hold '=' unquoted; a positional word may not
+ * (it would read back as key=value). */
+static bool needs_quotes(const char *s, bool allow_eq)
 {
     if (!*s)
         return true;
     for (; *s; s++)
         if (isspace((unsigned char)*s) || *s == ';' || *s == '#' || *s == '"' || *s == '\'' ||
-            *s == '=')
+            (*s == '=' && !allow_eq))
             return true;
     return false;
 }
 
 static void append_word(Str *s, const char *w, bool allow_eq)
 {
-    bool q = needs_quotes(w) && !(allow_eq && !strpbrk(w, " \t;#\"'") && *w);
-    if (!q) {
+    if (!needs_quotes(w, allow_eq)) {
         for (; *w; w++)
             str_push(s, *w);
         return;

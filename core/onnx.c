@@ -4,6 +4,7 @@
 #include "onnx.h"
 
 #include "error.h"
+#include "exec.h"
 #include "fileio.h"
 #include "util.h"
 
@@ -512,7 +513,35 @@ static Onnx__TensorProto *tensor_to_proto(Pool *p, const Tensor *t, const char *
     return tp;
 }
 
-static Onnx__ValueInfoProto *value_to_proto(Pool *p, const Value *v)
+/* A name for unnamed symbolic dim i of v. Value.shape dim -k means k
+ * times the batch (exec.h), so it is named after the model's batch dim
+ * ("N", "N*4"): an output used to be called "batch" even when it was 4N
+ * or the input called its batch "N". Unknown dims get a name of their own. */
+static char *dim_param(Pool *p, const Value *v, int i, const char *batch)
+{
+    char buf[320];
+    int64_t d = v->shape.d[i];
+    if (d == -1)
+        snprintf(buf, sizeof buf, "%s", batch);
+    else if (d < -1 && d != SH_DIM_UNKNOWN)
+        snprintf(buf, sizeof buf, "%s*%lld", batch, (long long)-d);
+    else
+        snprintf(buf, sizeof buf, "%.200s_dim%d", v->name, i);
+    return pool_str(p, buf);
+}
+
+/* The name of the batch dim: the first input's dim 0, if it has one. */
+static const char *batch_name(const Graph *g)
+{
+    for (int i = 0; i < g->n_inputs; i++) {
+        const Value *v = &g->values[g->inputs[i]];
+        if (v->shape.rank > 0 && v->shape.d[0] < 0 && v->dim_names[0] && v->dim_names[0][0])
+            return v->dim_names[0];
+    }
+    return "batch";
+}
+
+static Onnx__ValueInfoProto *value_to_proto(Pool *p, const Value *v, const char *batch)
 {
     Onnx__ValueInfoProto *vi = pool_alloc(p, sizeof *vi);
     onnx__value_info_proto__init(vi);
@@ -543,14 +572,9 @@ static Onnx__ValueInfoProto *value_to_proto(Pool *p, const Value *v)
                 d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
                 d->dim_value = v->shape.d[i];
             } else {
-                char buf[64];
                 d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-                if (v->dim_names[i])
-                    d->dim_param = pool_str(p, v->dim_names[i]);
-                else {
-                    snprintf(buf, sizeof buf, "%s_dim%d", v->name, i);
-                    d->dim_param = pool_str(p, i == 0 ? "batch" : buf);
-                }
+                d->dim_param = v->dim_names[i] ? pool_str(p, v->dim_names[i])
+                                               : dim_param(p, v, i, batch);
             }
             sp->dim[i] = d;
         }
@@ -659,11 +683,11 @@ static Onnx__GraphProto *graph_to_proto(Pool *p, const Graph *g)
     gp->n_input = (size_t)g->n_inputs;
     gp->input = pool_alloc(p, sizeof *gp->input * (size_t)(g->n_inputs + 1));
     for (int i = 0; i < g->n_inputs; i++)
-        gp->input[i] = value_to_proto(p, &g->values[g->inputs[i]]);
+        gp->input[i] = value_to_proto(p, &g->values[g->inputs[i]], batch_name(g));
     gp->n_output = (size_t)g->n_outputs;
     gp->output = pool_alloc(p, sizeof *gp->output * (size_t)(g->n_outputs + 1));
     for (int i = 0; i < g->n_outputs; i++)
-        gp->output[i] = value_to_proto(p, &g->values[g->outputs[i]]);
+        gp->output[i] = value_to_proto(p, &g->values[g->outputs[i]], batch_name(g));
     return gp;
 }
 

@@ -76,6 +76,12 @@ int op_ints_from(const OpCtx *c, const char *attr, int input, int64_t *buf, int 
 
 int op_run(const Node *n, int opset, Tensor **in, int n_in, Tensor **out, int n_out)
 {
+    return op_run_mode(n, opset, 0, in, n_in, out, n_out);
+}
+
+int op_run_mode(const Node *n, int opset, int training, Tensor **in, int n_in, Tensor **out,
+                int n_out)
+{
     const OpDef *op = n->op;
     Tensor *outs[16] = {0};
     void *scratch = NULL;
@@ -87,7 +93,8 @@ int op_run(const Node *n, int opset, Tensor **in, int n_in, Tensor **out, int n_
         return sh_fail(SH_E_UNSUPPORTED, "node '%s' has too many outputs", n->name);
     for (int i = 0; i < n_out; i++)
         outs[i] = calloc(1, sizeof(Tensor));
-    OpCtx c = {.node = n, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in, .out = outs};
+    OpCtx c = {.node = n, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in, .out = outs,
+               .training = training};
     for (int i = 0; i < n_in && !(op->flags & OP_SHAPE_ONLY); i++)
         if (in[i] && !in[i]->data && in[i]->numel > 0) {
             rc = op_fail(&c, SH_E_STATE, "input %d has no data", i);

@@ -25,6 +25,8 @@ typedef struct OpCtx {
     size_t scratch_bytes;
     int training;     /* 1 in training mode (BatchNorm batch stats, Dropout) */
     const void *fused; /* executor fusion data (see exec.c), NULL if none */
+    uint64_t seed;     /* for random ops in training (Dropout): the same value
+                        * in a node's forward and backward of one step */
 } OpCtx;
 
 enum {
@@ -57,8 +59,13 @@ typedef struct OpDef {
     /* Scratch bytes forward needs (0 if NULL). */
     size_t (*scratch)(const OpCtx *c);
     /* Training: accumulates (+=) input gradients gin[i] (NULL where not
-     * needed) from output gradients gout[i]. Filled by the training issue. */
+     * needed) from output gradients gout[k] (NULL where no gradient flows,
+     * e.g. an unused or integer output). c->in and c->out hold the forward
+     * pass's values (computed with the same c->training); scratch holds at
+     * least bwd_scratch(c) bytes. Must not modify c->in or c->out. */
     int (*backward)(OpCtx *c, Tensor **gout, Tensor **gin);
+    /* Scratch bytes backward needs (0 if NULL). */
+    size_t (*bwd_scratch)(const OpCtx *c);
     /* Channel-coupling rule. Filled by the pruning issue. */
     int (*coupling)(struct CouplingCtx *cc);
 } OpDef;
@@ -86,6 +93,9 @@ void op_foreach(void (*fn)(const OpDef *op, void *arg), void *arg);
  * outputs (heap tensors stored in out[], owned by the caller) and calls
  * forward. Used for constant folding, planning and op unit tests. */
 int op_run(const Node *n, int opset, Tensor **in, int n_in, Tensor **out, int n_out);
+/* The same with OpCtx.training set (BatchNorm batch statistics, Dropout). */
+int op_run_mode(const Node *n, int opset, int training, Tensor **in, int n_in, Tensor **out,
+                int n_out);
 
 /* Helpers for op files. */
 /* Records "node 'name' (Op): <message>" and returns code. */

@@ -219,14 +219,13 @@ int graph_prepare(Graph *g)
         if (rc == 0)
             rc = probe(g, PROBE_B, &pb);
         if (rc < 0) { /* maybe the model only works at batch 1 */
-            char first_error[1024];
-            snprintf(first_error, sizeof first_error, "%s", sh_errmsg());
             exec_free(pa);
             pa = NULL;
-            if (probe(g, 1, &pa) < 0) {
-                rc = sh_fail(rc, "%s", first_error);
+            /* If batch 1 fails too, its message is the one to show: it
+             * names shapes at batch 1, not at the probe's batch 2 or 3,
+             * which the user never asked for. */
+            if ((rc = probe(g, 1, &pa)) < 0)
                 goto done;
-            }
             exec_free(pa);
             pa = NULL;
             fix_batch_to_one(g);

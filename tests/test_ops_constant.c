@@ -190,6 +190,14 @@ static void test_range_float_and_int_hand_values(void **state)
     assert_int_equal(y->dtype, SH_I64);
     assert_values(y, (double[]){10, 7}, 2);
     tensor_free(y);
+    tensor_i64(ii[0])[0] = 0; /* a span that divides evenly: the limit is excluded */
+    tensor_i64(ii[1])[0] = 6;
+    tensor_i64(ii[2])[0] = 2;
+    assert_int_equal(t_run(n, 11, ii, 3, &y, 1), 0);
+    assert_values(y, (double[]){0, 2, 4}, 3);
+    tensor_free(y);
+    tensor_i64(ii[0])[0] = 10;
+    tensor_i64(ii[1])[0] = 4;
     tensor_i64(ii[2])[0] = 3; /* wrong direction: empty */
     assert_int_equal(t_run(n, 11, ii, 3, &y, 1), 0);
     assert_shape(y, 1, (int64_t[]){0});
@@ -230,8 +238,9 @@ static Tensor *cast(const Tensor *x, DType to)
 static void test_cast_float_to_int_truncates_toward_zero_and_saturates(void **state)
 {
     (void)state;
-    Shape s = shape_of(1, (int64_t)8);
-    Tensor *x = t_f32(&s, (float[]){2.9f, -2.9f, 0.5f, -0.5f, NAN, INFINITY, -1e30f, 300.7f});
+    Shape s = shape_of(1, (int64_t)9);
+    Tensor *x = t_f32(&s, (float[]){2.9f, -2.9f, 0.5f, -0.5f, NAN, INFINITY, -1e30f, 300.7f,
+                                    9223372036854775808.0f /* 2^63, just out of range */});
     Tensor *y = cast(x, SH_I64);
     assert_int_equal(tensor_i64(y)[0], 2);
     assert_int_equal(tensor_i64(y)[1], -2);
@@ -241,9 +250,10 @@ static void test_cast_float_to_int_truncates_toward_zero_and_saturates(void **st
     assert_true(tensor_i64(y)[5] == INT64_MAX);
     assert_true(tensor_i64(y)[6] == INT64_MIN);
     assert_int_equal(tensor_i64(y)[7], 300);
+    assert_true(tensor_i64(y)[8] == INT64_MAX);
     tensor_free(y);
     y = cast(x, SH_U8);
-    assert_values(y, (double[]){2, 0, 0, 0, 0, 255, 0, 255}, 8);
+    assert_values(y, (double[]){2, 0, 0, 0, 0, 255, 0, 255, 255}, 9);
     free_tensors((Tensor *[]){x, y}, 2);
 }
 

@@ -243,6 +243,10 @@ static const Case ALGO_CASES[] = {
     {.nd = 1, .n = 3, .cin = 4, .cout = 3, .group = 1, .in = {17}, .k = {5}, .stride = {3}, .dil = {2}, .pb = {3}, .pe = {1}, .bias = true},
     {.nd = 3, .n = 2, .cin = 2, .cout = 4, .group = 2, .in = {4, 5, 6}, .k = {2, 3, 3}, .stride = {1, 2, 1}, .dil = {1, 1, 2}, .pb = {1, 0, 2}, .pe = {0, 1, 1}, .bias = true},
     {.nd = 2, .n = 3, .cin = 5, .cout = 7, .group = 1, .in = {3, 3}, .k = {1, 1}, .stride = {2, 2}, .dil = {1, 1}, .pb = {1, 0}, .pe = {0, 1}},
+    /* wide rows (>= 32 outputs) take the block-shift im2col instead of the padded copy */
+    {.nd = 2, .n = 2, .cin = 3, .cout = 5, .group = 1, .in = {6, 40}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 2}, .pb = {1, 2}, .pe = {1, 2}, .bias = true},
+    {.nd = 1, .n = 2, .cin = 2, .cout = 4, .group = 1, .in = {50}, .k = {5}, .stride = {1}, .dil = {1}, .pb = {3}, .pe = {1}},
+    {.nd = 2, .n = 2, .cin = 2, .cout = 6, .group = 1, .in = {5, 33}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {0, 4}, .pe = {2, 0}},
 };
 
 static void test_conv_every_algorithm_matches_reference(void **state)

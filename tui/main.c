@@ -2,6 +2,7 @@
  * or loads a model given on the command line and shows `info`. */
 #include "commands/commands.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/threads.h"
 #include "core/util.h"
 
@@ -41,9 +42,11 @@ static int parse_options(int argc, char **argv, Options *opt)
             exit(0);
         } else if (!strcmp(a, "--json"))
             opt->json = true;
-        else if (!strcmp(a, "-c") && i + 1 < argc)
+        else if ((!strcmp(a, "-c") || !strcmp(a, "--threads")) && i + 1 >= argc)
+            return sh_fail(SH_E_ARG, "%s needs a value (see shears --help)", a);
+        else if (!strcmp(a, "-c"))
             opt->commands = argv[++i];
-        else if (!strcmp(a, "--threads") && i + 1 < argc) {
+        else if (!strcmp(a, "--threads")) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
             if (*end || n < 1 || n > 256)
@@ -59,6 +62,37 @@ static int parse_options(int argc, char **argv, Options *opt)
             return sh_fail(SH_E_ARG, "unexpected argument '%s' (see shears --help)", a);
     }
     return 0;
+}
+
+/* Runs a script file. run_script_text reports failing commands itself;
+ * a script that cannot be read is reported here (guessing from the
+ * message which case it was printed nothing for a missing script, and
+ * a failing command twice). */
+static int run_script(Workspace *ws, const char *path, Out *out)
+{
+    unsigned char *text;
+    size_t n;
+    int rc = read_file(path, &text, &n, 16u << 20);
+    if (rc == 0 && memchr(text, '\0', n))
+        rc = sh_fail(SH_E_FORMAT, "%s is not a text script (it contains NUL bytes)", path);
+    if (rc < 0) {
+        free(text);
+        if (out->json) {
+            cJSON *obj = cJSON_CreateObject();
+            cJSON_AddBoolToObject(obj, "ok", 0);
+            cJSON_AddStringToObject(obj, "error", sh_errmsg());
+            char *line = cJSON_PrintUnformatted(obj);
+            if (line)
+                puts(line);
+            free(line);
+            cJSON_Delete(obj);
+        } else
+            fprintf(stderr, "shears: %s\n", sh_errmsg());
+        return rc;
+    }
+    rc = run_script_text(ws, (const char *)text, path, out);
+    free(text);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -81,9 +115,7 @@ int main(int argc, char **argv)
         free(cmd);
     }
     if (rc == 0 && opt.script)
-        rc = run_script_file(ws, opt.script, &out);
-    if (rc < 0 && opt.script && sh_errmsg()[0] && !strstr(sh_errmsg(), ":"))
-        fprintf(stderr, "shears: %s\n", sh_errmsg());
+        rc = run_script(ws, opt.script, &out);
     if (rc == 0 && opt.commands)
         rc = run_script_text(ws, opt.commands, "-c", &out);
     if (!opt.model && !opt.script && !opt.commands)

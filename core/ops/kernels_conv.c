@@ -20,11 +20,46 @@ static int64_t floor_div(int64_t a, int64_t b)
 static void valid_range(int64_t *lo, int64_t *hi, int64_t off, int64_t stride, int64_t n_in,
                         int64_t n_out)
 {
-    int64_t a = -floor_div(off, stride), b = floor_div(n_in - 1 - off, stride) + 1;
+    /* stride 1 needs no (slow, 64-bit) division */
+    int64_t a = stride == 1 ? -off : -floor_div(off, stride);
+    int64_t b = stride == 1 ? n_in - off : floor_div(n_in - 1 - off, stride) + 1;
     a = a < 0 ? 0 : a > n_out ? n_out : a;
     b = b > n_out ? n_out : b;
     *lo = a;
     *hi = b < a ? a : b;
+}
+
+/* Eight floats at any alignment; GCC and clang lower it to AVX or SSE
+ * moves, so short copies need no libc call (im2col makes millions of them
+ * on small images, and the call overhead dominated). */
+typedef float f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t i32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+static inline void copy_f32(float *restrict dst, const float *restrict src, int64_t n)
+{
+    if (n >= 256) {
+        memcpy(dst, src, (size_t)n * sizeof *dst);
+        return;
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i);
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
+static inline void zero_f32(float *dst, int64_t n)
+{
+    if (n >= 256) {
+        memset(dst, 0, (size_t)n * sizeof *dst);
+        return;
+    }
+    const f32x8 z = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(f32x8 *)(dst + i) = z;
+    for (; i < n; i++)
+        dst[i] = 0.0f;
 }
 
 /* 1x1 kernel, stride 1, no padding: the input already is the column matrix. */
@@ -49,24 +84,24 @@ static void im2col_row(float *dst, const float *xc, const ConvShape *s, int64_t 
     for (int64_t od = 0; od < OD; od++) {
         const int64_t id = od * s->stride[0] + offd;
         if (id < 0 || id >= ID) {
-            memset(dst, 0, (size_t)(OH * OW) * sizeof *dst);
+            zero_f32(dst, OH * OW);
             dst += OH * OW;
             continue;
         }
         for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
             const int64_t ih = oh * s->stride[1] + offh;
             if (ih < 0 || ih >= IH) {
-                memset(dst, 0, (size_t)OW * sizeof *dst);
+                zero_f32(dst, OW);
                 continue;
             }
             const float *src = xc + (id * IH + ih) * IW;
-            memset(dst, 0, (size_t)wlo * sizeof *dst);
+            zero_f32(dst, wlo);
             if (sw == 1)
-                memcpy(dst + wlo, src + wlo + offw, (size_t)(whi - wlo) * sizeof *dst);
+                copy_f32(dst + wlo, src + wlo + offw, whi - wlo);
             else
                 for (int64_t ow = wlo; ow < whi; ow++)
                     dst[ow] = src[ow * sw + offw];
-            memset(dst + whi, 0, (size_t)(OW - whi) * sizeof *dst);
+            zero_f32(dst + whi, OW - whi);
         }
     }
 }
@@ -81,60 +116,71 @@ static bool same_width_stride1(const ConvShape *s)
     return s->stride[1] == 1 && s->stride[2] == 1 && s->out[2] == s->in[2];
 }
 
-static void im2col_row_shift(float *dst, const float *xc, const ConvShape *s, int64_t offd,
-                             int64_t offh, int64_t offw)
+/* The shift path's geometry of one kernel tap, the same for every channel:
+ * output rows [hlo, hhi) come from one block copy of [qa, qb) shifted by
+ * delta; columns outside [wlo, whi) of those rows must then be zeroed. */
+typedef struct {
+    int64_t offd, delta, hlo, hhi, wlo, whi, qa, qb;
+} ShiftTap;
+
+static ShiftTap shift_tap(const ConvShape *s, int64_t offd, int64_t offh, int64_t offw)
 {
-    const int64_t ID = s->in[0], IH = s->in[1], IW = s->in[2];
-    const int64_t OD = s->out[0], OH = s->out[1], OW = s->out[2];
-    const int64_t plane = IH * IW;
-    int64_t hlo, hhi, wlo, whi;
-    valid_range(&hlo, &hhi, offh, 1, IH, OH);
-    valid_range(&wlo, &whi, offw, 1, IW, OW);
-    for (int64_t od = 0; od < OD; od++, dst += OH * OW) {
-        const int64_t id = od * s->stride[0] + offd;
-        if (id < 0 || id >= ID || hlo == hhi) {
-            memset(dst, 0, (size_t)(OH * OW) * sizeof *dst);
+    const int64_t IH = s->in[1], IW = s->in[2], OH = s->out[1], OW = s->out[2];
+    ShiftTap t = {.offd = offd, .delta = offh * IW + offw};
+    valid_range(&t.hlo, &t.hhi, offh, 1, IH, OH);
+    valid_range(&t.wlo, &t.whi, offw, 1, IW, OW);
+    const int64_t q0 = t.hlo * OW, q1 = t.hhi * OW;
+    t.qa = q0 > -t.delta ? q0 : -t.delta;
+    t.qb = q1 < IH * IW - t.delta ? q1 : IH * IW - t.delta;
+    t.qb = t.qb < t.qa ? t.qa : t.qb;
+    return t;
+}
+
+static void im2col_row_shift(float *dst, const float *xc, const ConvShape *s, const ShiftTap *t)
+{
+    const int64_t ID = s->in[0], plane = s->in[1] * s->in[2];
+    const int64_t OD = s->out[0], OHW = s->out[1] * s->out[2], OW = s->out[2];
+    for (int64_t od = 0; od < OD; od++, dst += OHW) {
+        const int64_t id = od * s->stride[0] + t->offd;
+        if (id < 0 || id >= ID || t->hlo == t->hhi) {
+            zero_f32(dst, OHW);
             continue;
         }
         const float *src = xc + id * plane;
-        const int64_t delta = offh * IW + offw;
-        /* rows [hlo, hhi) as one block, clipped to the source plane */
-        int64_t q0 = hlo * OW, q1 = hhi * OW;
-        int64_t qa = q0 > -delta ? q0 : -delta, qb = q1 < plane - delta ? q1 : plane - delta;
-        qb = qb < qa ? qa : qb;
-        memset(dst, 0, (size_t)qa * sizeof *dst);
-        memcpy(dst + qa, src + qa + delta, (size_t)(qb - qa) * sizeof *dst);
-        memset(dst + qb, 0, (size_t)(OH * OW - qb) * sizeof *dst);
-        if (wlo > 0 || whi < OW)
-            for (int64_t oh = hlo; oh < hhi; oh++) {
+        zero_f32(dst, t->qa);
+        copy_f32(dst + t->qa, src + t->qa + t->delta, t->qb - t->qa);
+        zero_f32(dst + t->qb, OHW - t->qb);
+        if (t->wlo > 0 || t->whi < OW)
+            for (int64_t oh = t->hlo; oh < t->hhi; oh++) {
                 float *row = dst + oh * OW;
-                for (int64_t ow = 0; ow < wlo; ow++)
+                for (int64_t ow = 0; ow < t->wlo; ow++)
                     row[ow] = 0.0f;
-                for (int64_t ow = whi; ow < OW; ow++)
+                for (int64_t ow = t->whi; ow < OW; ow++)
                     row[ow] = 0.0f;
             }
     }
 }
 
-void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s)
+static void im2col_general(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s)
 {
-    const int64_t in_vol = s->in[0] * s->in[1] * s->in[2];
+    const int64_t in_vol = s->in[0] * s->in[1] * s->in[2], taps = s->k[0] * s->k[1] * s->k[2];
     const bool shift = same_width_stride1(s);
-    int64_t row = 0;
-    for (int64_t ch = 0; ch < c; ch++) {
-        const float *xc = x + ch * in_vol;
-        for (int64_t kd = 0; kd < s->k[0]; kd++)
-            for (int64_t kh = 0; kh < s->k[1]; kh++)
-                for (int64_t kw = 0; kw < s->k[2]; kw++, row++) {
-                    const int64_t offd = kd * s->dil[0] - s->pad[0];
-                    const int64_t offh = kh * s->dil[1] - s->pad[1];
-                    const int64_t offw = kw * s->dil[2] - s->pad[2];
+    /* tap-major: the row of (channel ch, tap t) is ch*taps + t */
+    for (int64_t kd = 0, t = 0; kd < s->k[0]; kd++)
+        for (int64_t kh = 0; kh < s->k[1]; kh++)
+            for (int64_t kw = 0; kw < s->k[2]; kw++, t++) {
+                const int64_t offd = kd * s->dil[0] - s->pad[0];
+                const int64_t offh = kh * s->dil[1] - s->pad[1];
+                const int64_t offw = kw * s->dil[2] - s->pad[2];
+                const ShiftTap st = shift ? shift_tap(s, offd, offh, offw) : (ShiftTap){0};
+                for (int64_t ch = 0; ch < c; ch++) {
+                    float *dst = col + (ch * taps + t) * ldc;
                     if (shift)
-                        im2col_row_shift(col + row * ldc, xc, s, offd, offh, offw);
+                        im2col_row_shift(dst, x + ch * in_vol, s, &st);
                     else
-                        im2col_row(col + row * ldc, xc, s, offd, offh, offw);
+                        im2col_row(dst, x + ch * in_vol, s, offd, offh, offw);
                 }
-    }
+            }
 }
 
 void col2im_add(float *x, const float *col, int64_t ldc, int64_t c, const ConvShape *s)
@@ -173,38 +219,130 @@ void col2im_add(float *x, const float *col, int64_t ldc, int64_t c, const ConvSh
     }
 }
 
+/* dst[i] = src[i] + bv, then max(0, .) if relu; dst may equal src. Eight
+ * wide by hand: GCC's -O2 does not vectorize loops of unknown length. */
+static void add_bias_relu(float *dst, const float *src, int64_t n, float bv, int relu)
+{
+    const f32x8 b8 = {bv, bv, bv, bv, bv, bv, bv, bv}, z8 = {0};
+    int64_t i = 0;
+    if (relu) {
+        for (; i + 8 <= n; i += 8) {
+            f32x8 v = *(const f32x8 *)(src + i) + b8;
+            *(i32x8 *)(dst + i) = (i32x8)v & (v > z8); /* the mask keeps positives */
+        }
+        for (; i < n; i++) {
+            float v = src[i] + bv;
+            dst[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (; i + 8 <= n; i += 8)
+            *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i) + b8;
+        for (; i < n; i++)
+            dst[i] = src[i] + bv;
+    }
+}
+
 /* y[r][0..cols) = max(0?, y + b[r]) for rows r; b may be NULL. */
 static void bias_relu_rows(float *y, int64_t rows, int64_t cols, int64_t ldy, const float *b,
                            int relu)
 {
     if (!b && !relu)
         return;
-    for (int64_t r = 0; r < rows; r++) {
-        float *restrict yr = y + r * ldy;
-        const float bv = b ? b[r] : 0.0f;
-        if (relu)
-            for (int64_t i = 0; i < cols; i++) {
-                float v = yr[i] + bv;
-                yr[i] = v > 0.0f ? v : 0.0f;
-            }
-        else
-            for (int64_t i = 0; i < cols; i++)
-                yr[i] += bv;
+    for (int64_t r = 0; r < rows; r++)
+        add_bias_relu(y + r * ldy, y + r * ldy, cols, b ? b[r] : 0.0f, relu);
+}
+
+/* Stride 1, no depth taps, at most MAX_TAPS taps: the padded-plane kernel applies. */
+#define MAX_TAPS 64
+
+static bool padded_direct_ok(const ConvShape *s)
+{
+    return s->k[0] == 1 && s->pad[0] == 0 && s->out[0] == s->in[0] && s->stride[1] == 1 &&
+           s->stride[2] == 1 && s->k[1] * s->k[2] <= MAX_TAPS;
+}
+
+/* Padded plane PH x PW: output (oh, ow) reads (oh + kh*dh, ow + kw*dw). */
+static int64_t padded_h(const ConvShape *s) { return s->out[1] + (s->k[1] - 1) * s->dil[1]; }
+static int64_t padded_w(const ConvShape *s) { return s->out[2] + (s->k[2] - 1) * s->dil[2]; }
+
+static size_t padded_direct_floats(const ConvShape *s)
+{
+    return (size_t)((padded_h(s) + s->out[1]) * padded_w(s) + 8);
+}
+
+/* xp [PH, PW] = the plane x [IH, IW] placed at (pad_h, pad_w), zeros around. */
+static void pad_plane(float *xp, const float *x, const ConvShape *s)
+{
+    const int64_t PH = padded_h(s), PW = padded_w(s), IH = s->in[1], IW = s->in[2];
+    int64_t clo, chi; /* padded columns that hold input columns */
+    valid_range(&clo, &chi, -s->pad[2], 1, IW, PW);
+    for (int64_t r = 0; r < PH; r++) {
+        float *row = xp + r * PW;
+        const int64_t ih = r - s->pad[1];
+        if (ih < 0 || ih >= IH) {
+            zero_f32(row, PW);
+            continue;
+        }
+        zero_f32(row, clo);
+        copy_f32(row + clo, x + ih * IW + clo - s->pad[2], chi - clo);
+        zero_f32(row + chi, PW - chi);
     }
 }
 
-/* dst[i] = max(0?, src[i] + bv): the batch algorithm's copy back to NCHW. */
-static void copy_bias_relu(float *restrict dst, const float *restrict src, int64_t n, float bv,
-                           int relu)
+/* Small images with stride 1 (1-D and 2-D): im2col reads a zero-padded
+ * copy of the image, so every column row is OH plain row copies with no
+ * bounds logic. On 7x7 and 14x14 planes this is several times faster than
+ * the shift path, whose per-row edge handling dominates there. */
+static bool padded_im2col_ok(const ConvShape *s)
 {
-    if (relu)
-        for (int64_t i = 0; i < n; i++) {
-            float v = src[i] + bv;
-            dst[i] = v > 0.0f ? v : 0.0f;
-        }
-    else
+    return s->in[0] == 1 && s->out[0] == 1 && s->k[0] == 1 && s->stride[1] == 1 &&
+           s->stride[2] == 1 && s->out[2] < 32;
+}
+
+static int64_t padded_image_floats(const ConvShape *s)
+{
+    return padded_im2col_ok(s) ? s->cin / s->group * padded_h(s) * padded_w(s) : 0;
+}
+
+typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias));
+
+/* n floats, n small: whole vectors, the last one overlapping the previous. */
+static inline void copy_row(float *restrict dst, const float *restrict src, int64_t n)
+{
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 < n; i += 8)
+            *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i);
+        *(f32x8 *)(dst + n - 8) = *(const f32x8 *)(src + n - 8);
+    } else if (n >= 4) {
+        *(f32x4 *)dst = *(const f32x4 *)src;
+        *(f32x4 *)(dst + n - 4) = *(const f32x4 *)(src + n - 4);
+    } else {
         for (int64_t i = 0; i < n; i++)
-            dst[i] = src[i] + bv;
+            dst[i] = src[i];
+    }
+}
+
+size_t im2col_pad_floats(const ConvShape *s) { return (size_t)padded_image_floats(s); }
+
+void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s, float *pad_buf)
+{
+    if (!pad_buf || !padded_im2col_ok(s)) {
+        im2col_general(col, ldc, x, c, s);
+        return;
+    }
+    const int64_t PH = padded_h(s), PW = padded_w(s), OH = s->out[1], OW = s->out[2];
+    const int64_t taps = s->k[1] * s->k[2], in_vol = s->in[1] * s->in[2];
+    for (int64_t ch = 0; ch < c; ch++)
+        pad_plane(pad_buf + ch * PH * PW, x + ch * in_vol, s);
+    for (int64_t kh = 0, t = 0; kh < s->k[1]; kh++)
+        for (int64_t kw = 0; kw < s->k[2]; kw++, t++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                const float *src = pad_buf + ch * PH * PW + kh * s->dil[1] * PW + kw * s->dil[2];
+                float *dst = col + (ch * taps + t) * ldc;
+                for (int64_t oh = 0; oh < OH; oh++)
+                    copy_row(dst + oh * OW, src + oh * PW, OW);
+            }
 }
 
 /* ---- plans ----------------------------------------------------------- */
@@ -233,12 +371,15 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
     const int64_t P = prod3(s->out);
     switch (algo) {
     case CONV_DIRECT:
-        /* valid output column range per kernel column */
-        p.scratch_bytes = (size_t)(2 * s->k[2]) * sizeof(int64_t);
+        /* valid output column range per kernel column, or a padded plane
+         * and the padded-width output grid */
+        p.scratch_bytes = padded_direct_ok(s) ? padded_direct_floats(s) * sizeof(float)
+                                              : (size_t)(2 * s->k[2]) * sizeof(int64_t);
         break;
     case CONV_GEMM_IMAGE:
         if (!is_pointwise(s))
-            p.scratch_bytes = (size_t)(gemm_k(s) * P) * sizeof(float);
+            p.scratch_bytes = align64((size_t)(gemm_k(s) * P) * sizeof(float)) +
+                              (size_t)padded_image_floats(s) * sizeof(float);
         break;
     case CONV_GEMM_BATCH: {
         int64_t per = batch_floats_per_image(s) * (int64_t)sizeof(float);
@@ -252,23 +393,35 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
             chunk /= 2;
         p.chunk = chunk;
         p.scratch_bytes = align64((size_t)(gemm_k(s) * chunk * P) * sizeof(float)) +
-                          (size_t)(s->cout / s->group * chunk * P) * sizeof(float);
+                          align64((size_t)(s->cout / s->group * chunk * P) * sizeof(float)) +
+                          (size_t)(is_pointwise(s) ? 0 : padded_image_floats(s)) * sizeof(float);
         break;
     }
     }
     return p;
 }
 
+/* Measured with tests/tools/conv_timing on Fashion-MNIST sized layers
+ * (batch 64, 1 and 2 BLAS threads): GEMMs with N around 400-800 columns run
+ * best; narrower ones (small images) waste BLAS, wider ones (whole-batch
+ * GEMMs, im2col over many images) fall out of cache and lose more than
+ * they gain even on 2 threads. So images are grouped until N reaches this. */
+#define CONV_TARGET_N 512
+
 ConvPlan conv_plan(const ConvShape *s)
 {
-    const int64_t P = prod3(s->out);
-    if (s->cin / s->group == 1)
+    const int64_t P = prod3(s->out), cout_g = s->cout / s->group;
+    /* depthwise (or nearly): a GEMM with M of 1-3 rows is mostly overhead */
+    if (s->cin / s->group == 1 && cout_g < 4)
         return conv_plan_with(s, CONV_DIRECT, 0);
-    /* Small images make thin per-image GEMMs (N = P) that BLAS runs far
-     * below its peak and on one thread; batching them makes N = chunk*P. */
-    if (s->n > 1 && P < 4096)
-        return conv_plan_with(s, CONV_GEMM_BATCH, 0);
-    return conv_plan_with(s, CONV_GEMM_IMAGE, 0);
+    int64_t chunk = P > 0 ? (CONV_TARGET_N + P - 1) / P : 1;
+    chunk = chunk > s->n ? s->n : chunk;
+    if (chunk <= 1)
+        return conv_plan_with(s, CONV_GEMM_IMAGE, 0);
+    ConvPlan p = conv_plan_with(s, CONV_GEMM_BATCH, chunk);
+    if (p.scratch_bytes > CONV_BATCH_SCRATCH_CAP)
+        p = conv_plan_with(s, CONV_GEMM_BATCH, 0);
+    return p.chunk > 1 ? p : conv_plan_with(s, CONV_GEMM_IMAGE, 0);
 }
 
 /* ---- forward --------------------------------------------------------- */
@@ -315,20 +468,70 @@ static void direct_channel(float *restrict y, const float *restrict x, const flo
         }
 }
 
+/* One output plane from a padded input plane: every output of the
+ * padded-width grid is the same fixed-offset dot product, so the loop is
+ * branch-free and eight outputs wide; the grid's PW - OW extra columns per
+ * row are computed and dropped when copying out. */
+static void direct_plane(float *y, const float *xp, const float *w, float bias, const ConvShape *s,
+                         float *grid, int relu)
+{
+    const int64_t PW = padded_w(s), OH = s->out[1], OW = s->out[2], taps = s->k[1] * s->k[2];
+    const int64_t n = (OH - 1) * PW + OW;
+    int64_t off[MAX_TAPS];
+    for (int64_t kh = 0, t = 0; kh < s->k[1]; kh++)
+        for (int64_t kw = 0; kw < s->k[2]; kw++, t++)
+            off[t] = kh * s->dil[1] * PW + kw * s->dil[2];
+    int64_t q = 0;
+    for (; q + 8 <= n; q += 8) {
+        f32x8 acc = {bias, bias, bias, bias, bias, bias, bias, bias};
+        for (int64_t t = 0; t < taps; t++)
+            acc += w[t] * *(const f32x8 *)(xp + q + off[t]);
+        *(f32x8 *)(grid + q) = acc;
+    }
+    for (; q < n; q++) {
+        float acc = bias;
+        for (int64_t t = 0; t < taps; t++)
+            acc += w[t] * xp[q + off[t]];
+        grid[q] = acc;
+    }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        float *yr = y + oh * OW;
+        const float *gr = grid + oh * PW;
+        if (relu)
+            for (int64_t ow = 0; ow < OW; ow++)
+                yr[ow] = gr[ow] > 0.0f ? gr[ow] : 0.0f;
+        else
+            copy_f32(yr, gr, OW);
+    }
+}
+
 static void conv_direct(float *y, const float *x, const float *w, const float *b,
-                        const ConvShape *s, int relu, int64_t *wrange)
+                        const ConvShape *s, int relu, float *scratch)
 {
     const int64_t mult = s->cout / s->group, in_sp = prod3(s->in), P = prod3(s->out);
     const int64_t kvol = prod3(s->k);
-    for (int64_t kw = 0; kw < s->k[2]; kw++)
-        valid_range(&wrange[2 * kw], &wrange[2 * kw + 1], kw * s->dil[2] - s->pad[2], s->stride[2],
-                    s->in[2], s->out[2]);
+    const bool padded = padded_direct_ok(s);
+    int64_t *wrange = (int64_t *)(void *)scratch;
+    float *xp = scratch, *grid = scratch + padded_h(s) * padded_w(s);
+    if (!padded)
+        for (int64_t kw = 0; kw < s->k[2]; kw++)
+            valid_range(&wrange[2 * kw], &wrange[2 * kw + 1], kw * s->dil[2] - s->pad[2], s->stride[2],
+                        s->in[2], s->out[2]);
     for (int64_t n = 0; n < s->n; n++)
-        for (int64_t g = 0; g < s->group; g++)
-            for (int64_t m = 0; m < mult; m++) {
-                const int64_t oc = g * mult + m;
-                direct_channel(y + (n * s->cout + oc) * P, x + (n * s->cin + g) * in_sp,
-                               w + oc * kvol, b ? b[oc] : 0.0f, s, wrange, relu);
+        for (int64_t d = 0; d < s->out[0]; d++) /* depth slices (padded path has no depth taps) */
+            for (int64_t g = 0; g < s->group; g++) {
+                const float *xg = x + (n * s->cin + g) * in_sp;
+                if (padded)
+                    pad_plane(xp, xg + d * s->in[1] * s->in[2], s);
+                for (int64_t m = 0; m < mult; m++) {
+                    const int64_t oc = g * mult + m;
+                    float *yc = y + (n * s->cout + oc) * P;
+                    const float bias = b ? b[oc] : 0.0f;
+                    if (padded)
+                        direct_plane(yc + d * s->out[1] * s->out[2], xp, w + oc * kvol, bias, s, grid, relu);
+                    else if (d == 0)
+                        direct_channel(yc, xg, w + oc * kvol, bias, s, wrange, relu);
+                }
             }
 }
 
@@ -338,12 +541,13 @@ static void conv_gemm_image(float *y, const float *x, const float *w, const floa
     const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group;
     const int64_t K = gemm_k(s), P = prod3(s->out), in_sp = prod3(s->in);
     const bool pointwise = is_pointwise(s);
+    float *pad_buf = padded_im2col_ok(s) ? col + align64((size_t)(K * P) * sizeof(float)) / sizeof(float) : NULL;
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t g = 0; g < s->group; g++) {
             const float *xg = x + (n * s->cin + g * cin_g) * in_sp;
             float *yg = y + (n * s->cout + g * cout_g) * P;
             if (!pointwise)
-                im2col(col, P, xg, cin_g, s);
+                im2col(col, P, xg, cin_g, s, pad_buf);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)P, (int)K, 1.0f,
                         w + g * cout_g * K, (int)K, pointwise ? xg : col, (int)P, 0.0f, yg, (int)P);
             bias_relu_rows(yg, cout_g, P, P, b ? b + g * cout_g : NULL, relu);
@@ -358,6 +562,9 @@ static void conv_gemm_batch(float *y, const float *x, const float *w, const floa
     const bool pointwise = is_pointwise(s);
     float *col = scratch;
     float *out = scratch + align64((size_t)(K * chunk * P) * sizeof(float)) / sizeof(float);
+    float *pad_buf = !pointwise && padded_im2col_ok(s)
+                         ? out + align64((size_t)(cout_g * chunk * P) * sizeof(float)) / sizeof(float)
+                         : NULL;
     for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
         const int64_t cnt = s->n - n0 < chunk ? s->n - n0 : chunk, ld = cnt * P;
         for (int64_t g = 0; g < s->group; g++) {
@@ -367,14 +574,14 @@ static void conv_gemm_batch(float *y, const float *x, const float *w, const floa
                     for (int64_t r = 0; r < cin_g; r++)
                         memcpy(col + r * ld + j * P, xg + r * P, (size_t)P * sizeof(float));
                 else
-                    im2col(col + j * P, ld, xg, cin_g, s);
+                    im2col(col + j * P, ld, xg, cin_g, s, pad_buf);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)ld, (int)K, 1.0f,
                         w + g * cout_g * K, (int)K, col, (int)ld, 0.0f, out, (int)ld);
             for (int64_t oc = 0; oc < cout_g; oc++)
                 for (int64_t j = 0; j < cnt; j++)
-                    copy_bias_relu(y + ((n0 + j) * s->cout + g * cout_g + oc) * P, out + oc * ld + j * P,
-                                   P, b ? b[g * cout_g + oc] : 0.0f, relu);
+                    add_bias_relu(y + ((n0 + j) * s->cout + g * cout_g + oc) * P, out + oc * ld + j * P,
+                                  P, b ? b[g * cout_g + oc] : 0.0f, relu);
         }
     }
 }
@@ -395,7 +602,7 @@ void conv_forward(float *y, const float *x, const float *w, const float *b, cons
     }
     switch (p->algo) {
     case CONV_DIRECT:
-        conv_direct(y, x, w, b, s, relu, (int64_t *)(void *)scratch);
+        conv_direct(y, x, w, b, s, relu, scratch);
         break;
     case CONV_GEMM_IMAGE:
         conv_gemm_image(y, x, w, b, s, relu, scratch);

@@ -230,6 +230,8 @@ static int resize_setup(const OpCtx *c, Resize *r)
         return rc;
     if (dtype_size(c->in[0]->dtype) == 0)
         return op_fail(c, SH_E_UNSUPPORTED, "input has unsupported element type");
+    if (r->rank < 1)
+        return op_fail(c, SH_E_SHAPE, "input must have rank >= 1");
     if (r->mode != MODE_NEAREST && c->in[0]->dtype != SH_F32)
         return op_fail(c, SH_E_UNSUPPORTED, "%s mode needs float32 input, got %s",
                        r->mode == MODE_LINEAR ? "linear" : "cubic", dtype_name(c->in[0]->dtype));
@@ -299,7 +301,7 @@ static void cubic_weights(double t, double A, double w[4])
 
 static int64_t clamp_index(double i, int64_t len)
 {
-    return i < 0 ? 0 : i > (double)(len - 1) ? len - 1 : (int64_t)i;
+    return !(i > 0) ? 0 : i > (double)(len - 1) ? len - 1 : (int64_t)i; /* NaN -> 0 */
 }
 
 static void make_taps(const Resize *r, int a, int64_t x, Taps *t)
@@ -385,6 +387,8 @@ static size_t resize_scratch(const OpCtx *c)
     if (resize_setup(c, &r) < 0)
         return 0;
     size_t bytes = taps_bytes(&r);
+    if (r.mode == MODE_NEAREST && r.rank > 0)
+        bytes += (size_t)r.out[r.rank - 1] * sizeof(int64_t);
     if (r.mode != MODE_NEAREST)
         bytes += 2 * (((size_t)max_intermediate(&r) * sizeof(float) + 63) / 64 * 64);
     return bytes;
@@ -392,14 +396,50 @@ static size_t resize_scratch(const OpCtx *c)
 
 /* ---- kernels ------------------------------------------------------------- */
 
+/* Eight floats at any alignment (GCC/clang vector extension). */
+typedef float f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* d[j] = sum over k < n of w[k] * p[k][j]: the taps of one output row,
+ * summed in tap order. */
+static inline __attribute__((always_inline)) void
+blend_rows(float *restrict d, const float *const *p, const float *w, int64_t len, int n)
+{
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        f32x8 acc = *(const f32x8 *)(p[0] + j) * w[0];
+        for (int k = 1; k < n; k++)
+            acc += *(const f32x8 *)(p[k] + j) * w[k];
+        *(f32x8 *)(d + j) = acc;
+    }
+    for (; j < len; j++) {
+        float acc = w[0] * p[0][j];
+        for (int k = 1; k < n; k++)
+            acc += w[k] * p[k][j];
+        d[j] = acc;
+    }
+}
+
 /* One linear/cubic pass over axis a: [outer, len_in, inner] ->
- * [outer, len_out, inner]. */
-static void resize_axis(float *restrict dst, const float *restrict src, int64_t outer,
-                        int64_t len_in, int64_t len_out, int64_t inner, const Taps *taps,
-                        float extrapolation)
+ * [outer, len_out, inner], with n taps per output index (the same on the
+ * whole axis; a literal at each call site so the tap loops unroll). The
+ * last axis (inner == 1) gathers point by point; other axes blend rows. */
+static inline __attribute__((always_inline)) void
+resize_axis_n(float *restrict dst, const float *restrict src, int64_t outer, int64_t len_in,
+              int64_t len_out, int64_t inner, const Taps *taps, float extrapolation, int n)
 {
     for (int64_t o = 0; o < outer; o++) {
         const float *s = src + o * len_in * inner;
+        if (inner == 1) {
+            float *d = dst + o * len_out;
+            for (int64_t x = 0; x < len_out; x++) {
+                const Taps *t = &taps[x];
+                float acc = t->w[0] * s[t->idx[0]];
+                for (int k = 1; k < n; k++)
+                    acc += t->w[k] * s[t->idx[k]];
+                d[x] = t->outside ? extrapolation : acc;
+            }
+            continue;
+        }
         for (int64_t x = 0; x < len_out; x++) {
             float *d = dst + (o * len_out + x) * inner;
             const Taps *t = &taps[x];
@@ -408,17 +448,21 @@ static void resize_axis(float *restrict dst, const float *restrict src, int64_t 
                     d[j] = extrapolation;
                 continue;
             }
-            const float *s0 = s + t->idx[0] * inner;
-            for (int64_t j = 0; j < inner; j++)
-                d[j] = t->w[0] * s0[j];
-            for (int k = 1; k < t->n; k++) {
-                const float *sk = s + t->idx[k] * inner;
-                float w = t->w[k];
-                for (int64_t j = 0; j < inner; j++)
-                    d[j] += w * sk[j];
-            }
+            const float *p[4];
+            for (int k = 0; k < n; k++)
+                p[k] = s + t->idx[k] * inner;
+            blend_rows(d, p, t->w, inner, n);
         }
     }
+}
+
+static void resize_axis(float *dst, const float *src, int64_t outer, int64_t len_in,
+                        int64_t len_out, int64_t inner, const Taps *taps, float extrapolation)
+{
+    if (taps[0].n == 2)
+        resize_axis_n(dst, src, outer, len_in, len_out, inner, taps, extrapolation, 2);
+    else
+        resize_axis_n(dst, src, outer, len_in, len_out, inner, taps, extrapolation, 4);
 }
 
 /* Runs one pass per resized axis, last axis first, ping-ponging between
@@ -458,31 +502,51 @@ static void resize_interpolate(const Resize *r, Taps *const *taps, const float *
     }
 }
 
-/* Nearest: one gather; taps hold one index per output index and axis. */
-static void resize_nearest(const Resize *r, Taps *const *taps, const char *x, char *y, size_t es,
-                           const void *extrapolation)
+/* Nearest: one gather. Rows over all axes but the last share one input
+ * offset; the last axis reads its own index table. es is a literal at
+ * every call site. */
+static inline __attribute__((always_inline)) void
+nearest_kernel(const Resize *r, Taps *const *taps, const int64_t *restrict last, const char *x,
+               char *y, size_t es, const void *extrapolation)
 {
     int n = r->rank;
-    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1, total = 1;
+    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1, rows = 1;
     for (int a = n - 1; a >= 0; a--) {
         stride[a] = st;
         st *= r->in[a];
-        total *= r->out[a];
     }
-    for (int64_t i = 0; i < total; i++, y += es) {
+    for (int a = 0; a < n - 1; a++)
+        rows *= r->out[a];
+    int64_t inner = r->out[n - 1];
+    const Taps *tl = taps[n - 1];
+    for (int64_t row = 0; row < rows; row++) {
         int64_t off = 0;
         bool outside = false;
-        for (int a = 0; a < n; a++) {
+        for (int a = 0; a < n - 1; a++) {
             const Taps *t = &taps[a][idx[a]];
             outside |= t->outside;
             off += t->idx[0] * stride[a];
         }
-        memcpy(y, outside ? extrapolation : x + off * (int64_t)es, es);
-        for (int a = n - 1; a >= 0; a--) {
+        const char *src = x + off * (int64_t)es;
+        for (int64_t j = 0; j < inner; j++, y += es)
+            memcpy(y, outside || tl[j].outside ? extrapolation : src + last[j] * (int64_t)es, es);
+        for (int a = n - 2; a >= 0; a--) {
             if (++idx[a] < r->out[a])
                 break;
             idx[a] = 0;
         }
+    }
+}
+
+static void resize_nearest(const Resize *r, Taps *const *taps, int64_t *last, const char *x,
+                           char *y, size_t es, const void *extrapolation)
+{
+    for (int64_t j = 0; j < r->out[r->rank - 1]; j++)
+        last[j] = taps[r->rank - 1][j].idx[0];
+    switch (es) {
+    case 1: nearest_kernel(r, taps, last, x, y, 1, extrapolation); break;
+    case 4: nearest_kernel(r, taps, last, x, y, 4, extrapolation); break;
+    default: nearest_kernel(r, taps, last, x, y, 8, extrapolation); break;
     }
 }
 
@@ -517,7 +581,8 @@ static int resize_forward(OpCtx *c)
             extrap[0] = (char)(e >= 255 ? 255 : e > 0 ? (uint8_t)e : 0);
         else
             extrap[0] = e != 0;
-        resize_nearest(&r, taps, c->in[0]->data, c->out[0]->data, dtype_size(dt), extrap);
+        int64_t *last = (int64_t *)((char *)c->scratch + taps_bytes(&r));
+        resize_nearest(&r, taps, last, c->in[0]->data, c->out[0]->data, dtype_size(dt), extrap);
         return 0;
     }
     char *buf0 = (char *)c->scratch + taps_bytes(&r);

@@ -204,7 +204,7 @@ static int squeeze_infer(OpCtx *c)
     if ((rc = ints_arg(c, "axes", 1, axes, SH_MAX_RANK, &n)) < 0)
         return rc;
     bool drop[SH_MAX_RANK] = {false};
-    if (n < 0) { /* no axes: drop every 1 */
+    if (n <= 0) { /* no (or empty) axes: drop every 1, as ONNX Runtime does */
         for (int i = 0; i < in->rank; i++)
             drop[i] = in->d[i] == 1;
     } else {

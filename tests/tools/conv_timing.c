@@ -96,9 +96,10 @@ static void run_im2col(void *arg)
     ConvRun *r = arg;
     const int64_t cin_g = r->s.cin / r->s.group, in_vol = r->s.in[0] * r->s.in[1] * r->s.in[2];
     const int64_t P = r->s.out[0] * r->s.out[1] * r->s.out[2];
+    float *pad = r->scratch + (P * cin_g * r->s.k[0] * r->s.k[1] * r->s.k[2] + 15) / 16 * 16;
     for (int64_t n = 0; n < r->s.n; n++)
         for (int64_t g = 0; g < r->s.group; g++)
-            im2col(r->scratch, P, r->x + (n * r->s.cin + g * cin_g) * in_vol, cin_g, &r->s);
+            im2col(r->scratch, P, r->x + (n * r->s.cin + g * cin_g) * in_vol, cin_g, &r->s, pad);
 }
 
 typedef struct {
@@ -250,7 +251,8 @@ int main(int argc, char **argv)
         for (int algo = 0; algo < 3; algo++) {
             if (algo == CONV_DIRECT && cin_g != 1)
                 continue;
-            r.p = conv_plan_with(&s, (ConvAlgo)algo, 0);
+            /* the chosen algorithm with its own chunk; the others as forced plans */
+            r.p = algo == (int)chosen.algo ? chosen : conv_plan_with(&s, (ConvAlgo)algo, 0);
             r.scratch = r.p.scratch_bytes ? aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64) : NULL;
             char note[64];
             snprintf(note, sizeof note, "%s", algo == (int)chosen.algo ? "[chosen] " : "");
