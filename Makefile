@@ -128,5 +128,26 @@ bench-deps: deps ort-deps
 bench: bench-deps $(BIN) $(TOOL_BINS) $(BENCH_BINS)
 	./bench/run.sh $(BUILD)
 
+# ---- fuzzing: libFuzzer targets in fuzz/ (clang; not part of test) -----
+# make fuzz [FUZZ_TIME=seconds per target] builds the library with clang's
+# fuzzer instrumentation in $(FUZZ_BUILD) and runs each target in turn,
+# starting from the seeds in fuzz/corpus/<target>. See fuzz/README.md.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_OPT := -O1 -g -march=x86-64-v3 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	  clang -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null || \
+	  { echo "make fuzz: clang with libFuzzer is missing; run: sudo apt-get install -y clang libclang-rt-14-dev"; exit 1; }
+	@$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) OPT="$(FUZZ_OPT)" $(FUZZ_BUILD)/libshears.a
+	@mkdir -p $(FUZZ_BUILD)/fuzz
+	@for t in $(FUZZ_TARGETS); do echo "  LD $(FUZZ_BUILD)/fuzz/$$t"; \
+	  clang -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(subst fuzzer-no-link,fuzzer,$(FUZZ_OPT)) -I. -I$(FUZZ_BUILD)/gen $(PKG_CFLAGS) \
+	    fuzz/$$t.c $(FUZZ_BUILD)/libshears.a $(PKG_LIBS) -lpthread -lm -o $(FUZZ_BUILD)/fuzz/$$t || exit 1; done
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/corpus/$$t; echo "== $$t ($(FUZZ_TIME) s)"; \
+	  OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_TIME) \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $$(cat fuzz/$$t.options 2>/dev/null) $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; done
+
 clean:
 	rm -rf build build-san build-*

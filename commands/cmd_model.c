@@ -135,13 +135,20 @@ int cmd_info(Workspace *ws, const Command *c, Out *o)
     char p[32], m[32];
     human((double)total_params, p, sizeof p);
     human((double)total_macs, m, sizeof m);
-    out_text(o, "total: %d nodes, %s params (%.2f MB float32), %s MACs per sample, opset %d\n",
-             g->n_nodes, p, (double)total_params * 4 / 1e6, m, g->opset);
+    /* MACs are counted at batch 1, or at the model's own batch if it is fixed */
+    int64_t fixed = 1;
+    if (g->n_inputs > 0 && g->values[g->inputs[0]].shape.rank > 0 && g->values[g->inputs[0]].shape.d[0] > 0)
+        fixed = g->values[g->inputs[0]].shape.d[0];
+    char per[64];
+    snprintf(per, sizeof per, fixed > 1 ? "per batch of %lld (fixed by the model)" : "per sample", (long long)fixed);
+    out_text(o, "total: %d nodes, %s params (%.2f MB float32), %s MACs %s, opset %d\n", g->n_nodes, p,
+             (double)total_params * 4 / 1e6, m, per, g->opset);
     cJSON *tot = cJSON_AddObjectToObject(o->obj, "totals");
     cJSON_AddNumberToObject(tot, "nodes", g->n_nodes);
     cJSON_AddNumberToObject(tot, "params", (double)total_params);
     cJSON_AddNumberToObject(tot, "macs", (double)total_macs);
     cJSON_AddNumberToObject(tot, "opset", g->opset);
+    cJSON_AddNumberToObject(tot, "macs_batch", (double)fixed);
     free(macs);
     free(params);
     return 0;

@@ -107,13 +107,21 @@ static void closest_key(const char *spec, const char *key, char *best, size_t n)
     }
 }
 
+/* A command of free text ("echo TEXT...") with no keys of its own reads
+ * key=value words as text: `echo loss=0.5` prints loss=0.5. */
+static bool takes_free_text(const CommandDef *d)
+{
+    return !d->keys[0] && strstr(d->positional, "...") != NULL;
+}
+
 static int validate_args(const CommandDef *d, const Command *c)
 {
+    bool free_text = takes_free_text(d);
     for (int i = 0; i < c->n_args; i++) {
         const Arg *a = &c->args[i];
         const char *choices;
         size_t len;
-        if (!a->key)
+        if (!a->key || free_text)
             continue;
         if (!spec_find(d->keys, a->key, &choices, &len)) {
             char best[64];
@@ -127,7 +135,7 @@ static int validate_args(const CommandDef *d, const Command *c)
             return sh_fail(SH_E_ARG, "%s must be one of %.*s, got '%s'", a->key, (int)len, choices,
                            a->value);
     }
-    int n_pos = cmd_n_pos(c);
+    int n_pos = free_text ? c->n_args : cmd_n_pos(c);
     if (n_pos < d->min_pos || n_pos > d->max_pos)
         return sh_fail(SH_E_ARG, "expected %s%s (usage: %s %s)",
                        d->min_pos == d->max_pos && d->min_pos == 0 ? "no positional arguments" : "",
@@ -192,6 +200,7 @@ int run_script_text(Workspace *ws, const char *text, const char *origin, Out *o)
         snprintf(msg, sizeof msg, "%s: %s", origin, sh_errmsg());
         if (o->json) {
             cJSON *obj = cJSON_CreateObject();
+            cJSON_AddNullToObject(obj, "command"); /* every object has the same keys */
             cJSON_AddBoolToObject(obj, "ok", 0);
             cJSON_AddStringToObject(obj, "error", msg);
             print_json(obj);

@@ -4,6 +4,10 @@
 
 #include <string.h>
 
+#define TRAIN_KEYS                                                                                 \
+    "epochs=N lr=F opt=sgd|adamw batch=N wd=F momentum=F nesterov=on|off schedule=constant|step|cosine " \
+    "step=N gamma=F warmup=N smoothing=F clip=F seed=N crop=N flip=on|off limit=N"
+
 const CommandDef command_table[] = {
     {"help", "[COMMAND]", 0, 1, "", "list commands, or show one command's usage",
      "Without an argument lists every command with a one-line summary; with a command name shows its usage and arguments.",
@@ -31,12 +35,22 @@ const CommandDef command_table[] = {
      "Feeds one NPY file per model input (in order, comma-separated) and writes each output to the NPY files given, or prints a summary.",
      cmd_run},
     {"data", "fashion-mnist|mnist|idx|npy", 1, 1,
-     "split=train|test limit=N normalize=MEAN,STD|none path=DIR images=FILE labels=FILE x=FILE y=FILE classes=N",
-     "load a dataset for evaluation",
-     "fashion-mnist and mnist read the IDX files (path= defaults to /usr/share/datasets/<name>); idx takes images= and labels=; npy takes x= and y=. normalize defaults to the model's recorded shears.normalize, else Fashion-MNIST's 0.2860,0.3530.",
+     "split=train|test|all limit=N val=F seed=N normalize=MEAN,STD|none path=DIR images=FILE labels=FILE train-images=FILE train-labels=FILE test-images=FILE test-labels=FILE x=FILE y=FILE train-x=FILE train-y=FILE test-x=FILE test-y=FILE classes=N",
+     "load a dataset: training and/or test split, with a validation part",
+     "fashion-mnist and mnist read the IDX files (path= defaults to /usr/share/datasets/<name>); idx takes train-/test-images= and labels= (or images=/labels= for one split); npy takes x=/y= likewise. split=all (default) loads both splits; val=0.1 carves a seeded validation part out of the training split. normalize defaults to the model's recorded shears.normalize, else Fashion-MNIST's 0.2860,0.3530.",
      cmd_data},
-    {"eval", "", 0, 0, "batch=N limit=N", "top-1 accuracy, mean cross-entropy, images/s and batch latency",
-     "Runs the model over the loaded data (limit= uses the first N samples).", cmd_eval},
+    {"eval", "", 0, 0, "split=test|val|train batch=N limit=N",
+     "top-1 accuracy, mean cross-entropy, images/s and batch latency",
+     "Runs the model over a split (default: test if loaded, else val; limit= uses the first N samples).", cmd_eval},
+    {"train", "", 0, 0, TRAIN_KEYS, "train the model on the training split",
+     "SGD (momentum, Nesterov, weight decay) or AdamW with a constant, step or cosine schedule and linear warm-up; label smoothing, gradient clipping, augmentation (crop=PAD, flip=on). Ctrl-C cancels and keeps the last finished step. Validates on the val part after each epoch.",
+     cmd_train},
+    {"finetune", "", 0, 0, TRAIN_KEYS " distill=T alpha=F",
+     "fine-tune to recover accuracy (recovery-friendly defaults; distill=T uses the original model as teacher)",
+     "Like train with defaults for recovery: 3 epochs, SGD lr 0.01, cosine, no warm-up. distill=T adds KL divergence to the unpruned original's outputs at temperature T, weighted by alpha (default 0.5).",
+     cmd_finetune},
+    {"save", "FILE.onnx", 1, 1, "force=on|off", "save the model (weights and BatchNorm statistics) as ONNX",
+     "Writes atomically (temporary file + rename); refuses to replace an existing file unless force=on.", cmd_save},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };
 

@@ -66,6 +66,12 @@ struct ExecPlan {
     size_t arena_bytes, activation_bytes;
     void *scratch;
     size_t scratch_bytes;
+    uint64_t seed;
+    /* backward (training plans): */
+    bool *needs_grad;     /* per value */
+    Tensor *grad;         /* per value: dL/dv (data in grad_arena or the caller's block) */
+    float *grad_arena;
+    size_t grad_floats;
 };
 
 /* ---- shapes ---- */
@@ -161,6 +167,9 @@ void exec_free(ExecPlan *p)
     free(p->node_seconds);
     free(p->arena);
     free(p->scratch);
+    free(p->needs_grad);
+    free(p->grad);
+    free(p->grad_arena);
     free(p);
 }
 
@@ -199,10 +208,20 @@ static bool node_aliases(const Node *n)
     return true;
 }
 
+static bool is_param(const ExecPlan *p, const Tensor *t)
+{
+    const float *d = t->data;
+    return p->opt.params && t->dtype == SH_F32 && d >= p->opt.params &&
+           d < p->opt.params + p->opt.n_params;
+}
+
 static bool node_foldable(const ExecPlan *p, const Node *n)
 {
     if (n->op->flags & OP_NO_FOLD)
         return false;
+    for (int k = 0; k < n->n_in; k++) /* gradients must reach parameters */
+        if (n->in[k] >= 0 && p->slots[n->in[k]].kind == SLOT_CONST && is_param(p, &p->slots[n->in[k]].t))
+            return false;
     if (n->op->flags & OP_SHAPE_ONLY)
         return true;
     if (p->opt.training && strcmp(n->op_type, "Dropout") == 0)
@@ -382,6 +401,8 @@ static int plan_nodes(ExecPlan *p)
         OpCtx c = {.node = n, .opset = g->opset, .n_in = n->n_in, .n_out = n->n_out, .in = in,
                    .out = out, .training = p->opt.training};
         st->scratch = n->op->scratch ? n->op->scratch(&c) : 0;
+        if (p->opt.training && n->op->bwd_scratch && n->op->bwd_scratch(&c) > st->scratch)
+            st->scratch = n->op->bwd_scratch(&c);
         if (st->scratch > p->scratch_bytes)
             p->scratch_bytes = st->scratch;
     }
@@ -574,8 +595,9 @@ static void assign_buffers(ExecPlan *p)
         bool inplace = can_overwrite(p, st, s);
         for (int k = 0; k < n->n_out; k++) {
             int v = n->out[k];
-            if (v < 0) {
-                st->extra_buffer[k] = new_buffer(p, &cap, aligned_bytes(&st->extra[k]), s, s);
+            if (v < 0) { /* training reads extra outputs (saved statistics) again in backward */
+                st->extra_buffer[k] = new_buffer(p, &cap, aligned_bytes(&st->extra[k]), s,
+                                                 p->opt.keep_all ? INT32_MAX : s);
                 continue;
             }
             Slot *slot = &p->slots[v];
@@ -648,8 +670,8 @@ static void place_buffers(ExecPlan *p)
 
 static int alloc_arena(ExecPlan *p)
 {
-    if (p->arena_bytes) {
-        p->arena = aligned_alloc(ARENA_ALIGN, p->arena_bytes);
+    if (p->n_buffers) { /* empty tensors too get a real address, not NULL + 0 */
+        p->arena = aligned_alloc(ARENA_ALIGN, p->arena_bytes ? p->arena_bytes : ARENA_ALIGN);
         if (!p->arena)
             return sh_fail(SH_E_NOMEM, "out of memory: the activations need %.1f MB",
                            (double)p->arena_bytes / 1e6);
@@ -713,6 +735,15 @@ fail:
     return rc;
 }
 
+static uint64_t node_seed(const ExecPlan *p, int node)
+{
+    uint64_t z = p->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)node * 0xBF58476D1CE4E5B9ULL + 1;
+    z = (z ^ (z >> 31)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 29);
+}
+
+void exec_set_seed(ExecPlan *p, uint64_t seed) { p->seed = seed; }
+
 int exec_run(ExecPlan *p, Tensor *const *inputs)
 {
     const Graph *g = p->g;
@@ -747,7 +778,7 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
         OpCtx c = {.node = n, .opset = g->opset, .n_in = st->n_in, .n_out = n->n_out,
                    .in = st->in, .out = st->out, .scratch = p->scratch,
                    .scratch_bytes = p->scratch_bytes, .training = p->opt.training,
-                   .fused = st->has_fusion ? &st->fusion : NULL};
+                   .fused = st->has_fusion ? &st->fusion : NULL, .seed = node_seed(p, st->node)};
         double t0 = p->opt.profile ? now_seconds() : 0;
         int rc = n->op->forward(&c);
         if (rc < 0)
@@ -771,3 +802,110 @@ int64_t exec_node_macs(const ExecPlan *p, int i) { return p->node_macs[i]; }
 size_t exec_arena_bytes(const ExecPlan *p) { return p->arena_bytes; }
 
 size_t exec_activation_bytes(const ExecPlan *p) { return p->activation_bytes; }
+
+/* ---- backward ---- */
+
+/* A value needs a gradient if it is a parameter or computed from one. */
+static void mark_needs_grad(ExecPlan *p)
+{
+    const Graph *g = p->g;
+    p->needs_grad = xcalloc((size_t)g->n_values + 1, sizeof *p->needs_grad);
+    for (int v = 0; v < g->n_values; v++)
+        if (p->slots[v].kind == SLOT_CONST && is_param(p, &p->slots[v].t))
+            p->needs_grad[v] = true;
+    for (int s = 0; s < p->n_steps; s++) {
+        const Node *n = &g->nodes[p->steps[s].node];
+        bool any = false;
+        for (int k = 0; k < n->n_in; k++)
+            any = any || (n->in[k] >= 0 && p->needs_grad[n->in[k]]);
+        for (int k = 0; any && k < n->n_out; k++)
+            if (n->out[k] >= 0 && p->slots[n->out[k]].t.dtype == SH_F32)
+                p->needs_grad[n->out[k]] = true;
+    }
+}
+
+/* Gradient tensors: activations get buffers in one zeroed block;
+ * parameters point into the caller's gradient block at run time. */
+static int alloc_grads(ExecPlan *p)
+{
+    const Graph *g = p->g;
+    mark_needs_grad(p);
+    p->grad = xcalloc((size_t)g->n_values + 1, sizeof *p->grad);
+    size_t total = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (p->needs_grad[v] && p->slots[v].kind != SLOT_CONST)
+            total += ((size_t)p->slots[v].t.numel + 15) / 16 * 16;
+    p->grad_floats = total;
+    p->grad_arena = total ? aligned_alloc(64, total * sizeof(float)) : NULL;
+    if (total && !p->grad_arena)
+        return sh_fail(SH_E_NOMEM, "out of memory: gradients need %.1f MB", (double)total * 4 / 1e6);
+    size_t off = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        if (!p->needs_grad[v])
+            continue;
+        p->grad[v] = tensor_view(SH_F32, &p->slots[v].t.shape, NULL);
+        if (p->slots[v].kind != SLOT_CONST) {
+            p->grad[v].data = p->grad_arena + off;
+            off += ((size_t)p->slots[v].t.numel + 15) / 16 * 16;
+        }
+    }
+    return 0;
+}
+
+static int backward_step(ExecPlan *p, Step *st)
+{
+    const Node *n = &p->g->nodes[st->node];
+    Tensor *gout[64] = {0}, *gin[64] = {0};
+    bool any_in = false, any_out = false;
+    if (n->n_in > 64 || n->n_out > 64)
+        return sh_fail(SH_E_UNSUPPORTED, "node '%s' has too many inputs or outputs", n->name);
+    for (int k = 0; k < n->n_out; k++)
+        if (n->out[k] >= 0 && p->needs_grad[n->out[k]]) {
+            gout[k] = &p->grad[n->out[k]];
+            any_out = true;
+        }
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && p->needs_grad[n->in[k]]) {
+            gin[k] = &p->grad[n->in[k]];
+            any_in = true;
+        }
+    if (!any_in || !any_out)
+        return 0;
+    if (!n->op->backward)
+        return sh_fail(SH_E_UNSUPPORTED, "node '%s' (%s) has no gradient; cannot train through it",
+                       n->name, n->op_type);
+    OpCtx c = {.node = n, .opset = p->g->opset, .n_in = st->n_in, .n_out = n->n_out, .in = st->in,
+               .out = st->out, .scratch = p->scratch, .scratch_bytes = p->scratch_bytes,
+               .training = p->opt.training, .seed = node_seed(p, st->node)};
+    return n->op->backward(&c, gout, gin);
+}
+
+int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)
+{
+    const Graph *g = p->g;
+    int rc;
+    if (!p->opt.keep_all || p->opt.shapes_only)
+        return sh_fail(SH_E_STATE, "backward needs a plan made with keep_all");
+    if (!p->grad && (rc = alloc_grads(p)) < 0)
+        return rc;
+    if (p->grad_floats)
+        memset(p->grad_arena, 0, p->grad_floats * sizeof(float));
+    for (int v = 0; v < g->n_values; v++)
+        if (p->needs_grad[v] && p->slots[v].kind == SLOT_CONST)
+            p->grad[v].data = grads + (tensor_f32(&p->slots[v].t) - p->opt.params);
+    for (int k = 0; k < g->n_outputs; k++) {
+        int v = g->outputs[k];
+        if (!output_grads[k] || !p->needs_grad[v])
+            continue;
+        if (output_grads[k]->numel != p->grad[v].numel)
+            return sh_fail(SH_E_SHAPE, "the gradient of output '%s' has the wrong size", g->values[v].name);
+        float *d = tensor_f32(&p->grad[v]);
+        const float *s = tensor_f32(output_grads[k]);
+        for (int64_t i = 0; i < output_grads[k]->numel; i++)
+            d[i] += s[i];
+    }
+    for (int s = p->n_steps - 1; s >= 0; s--)
+        if ((rc = backward_step(p, &p->steps[s])) < 0)
+            return rc;
+    return 0;
+}

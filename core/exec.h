@@ -23,6 +23,11 @@ typedef struct {
      * values. */
     Tensor *const *input_values;
     bool profile;     /* time every node (exec_node_seconds) */
+    /* Training: the trainable parameter block (graph_pack_params). Constants
+     * whose data lies in it are parameters: never folded, and exec_backward
+     * writes their gradients at the same offsets of a gradient block. */
+    const float *params;
+    int64_t n_params;
 } ExecOptions;
 
 /* Plans g (borrowed: it must outlive the plan and stay unchanged) for the
@@ -31,6 +36,15 @@ int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt,
 /* Runs the plan. inputs (one per graph input, borrowed) must have the
  * planned shapes and dtypes. */
 int exec_run(ExecPlan *p, Tensor *const *inputs);
+/* Seeds random ops (Dropout) for the next run and backward. */
+void exec_set_seed(ExecPlan *p, uint64_t seed);
+/* Backward pass after exec_run of a training plan (keep_all): output_grads
+ * (one per graph output, NULL for none) are dL/d(output); parameter
+ * gradients are ADDED into grads (n_params floats laid out like params).
+ * Fails naming the node if a gradient must flow through an op without
+ * backward. */
+int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads);
+
 /* The tensor of value v: shape and dtype always; data after a run while
  * live (graph outputs, known values, and everything with keep_all).
  * Borrowed; valid until the next run or exec_free. */

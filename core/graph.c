@@ -117,6 +117,7 @@ void graph_free(Graph *g)
     free(g->producer_name);
     free(g->producer_version);
     free(g->map);
+    free(g->param_block);
     free(g);
 }
 
@@ -138,11 +139,19 @@ int graph_value(Graph *g, const char *name)
 
 int graph_new_value(Graph *g, const char *base)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", base);
-    for (int k = 1; graph_find_value(g, buf) >= 0; k++)
-        snprintf(buf, sizeof buf, "%s_%d", base, k);
-    return graph_value(g, buf);
+    if (graph_find_value(g, base) < 0)
+        return graph_value(g, base);
+    /* names are built whole: a fixed buffer would cut a long base, and
+     * every candidate would then be the same taken name */
+    for (int k = 1;; k++) {
+        char *name = xasprintf("%s_%d", base, k);
+        if (graph_find_value(g, name) < 0) {
+            int v = graph_value(g, name);
+            free(name);
+            return v;
+        }
+        free(name);
+    }
 }
 
 int graph_add_input(Graph *g, const char *name, DType dt, const Shape *s)
@@ -640,4 +649,78 @@ int64_t graph_param_count(const Graph *g)
             total += val->data->numel;
     }
     return total;
+}
+
+/* ---- trainable parameters ---- */
+
+static bool weight_op(const char *op)
+{
+    static const char *ops[] = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization",
+                                "LayerNormalization", "InstanceNormalization", "PRelu"};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (strcmp(op, ops[i]) == 0)
+            return true;
+    return false;
+}
+
+bool graph_value_trainable(const Graph *g, int v)
+{
+    const Value *val = &g->values[v];
+    if (!(val->flags & VAL_CONST) || !val->data || val->data->dtype != SH_F32)
+        return false;
+    bool read = false, weight = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            if (n->in[k] != v)
+                continue;
+            read = true;
+            if (strcmp(n->op_type, "BatchNormalization") == 0 && k >= 3)
+                return false; /* running statistics are updated, not trained */
+            if (n->op && (n->op->shape_inputs & (1u << k)))
+                return false;
+            if (weight_op(n->op_type))
+                weight = true;
+        }
+    }
+    return read && (weight || val->data->numel > 1);
+}
+
+int graph_pack_params(Graph *g)
+{
+    int64_t total = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (graph_value_trainable(g, v))
+            total += (g->values[v].data->numel + 15) / 16 * 16; /* 64-byte aligned slices */
+    float *block = aligned_alloc(64, (size_t)(total ? total : 16) * sizeof(float));
+    if (!block)
+        return sh_fail(SH_E_NOMEM, "out of memory packing %lld parameters", (long long)total);
+    memset(block, 0, (size_t)(total ? total : 16) * sizeof(float));
+    int64_t off = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        if (!graph_value_trainable(g, v))
+            continue;
+        Tensor *t = g->values[v].data;
+        memcpy(block + off, t->data, tensor_bytes(t));
+        if (t->owns)
+            free(t->data);
+        t->data = block + off;
+        t->owns = false;
+        off += (t->numel + 15) / 16 * 16;
+    }
+    /* anything still viewing the old block (no longer trainable) gets its own copy */
+    for (int v = 0; g->param_block && v < g->n_values; v++) {
+        Tensor *t = g->values[v].data;
+        if (!t || t->owns || (float *)t->data < g->param_block ||
+            (float *)t->data >= g->param_block + g->param_len)
+            continue;
+        void *own = xmalloc(tensor_bytes(t) ? tensor_bytes(t) : 1);
+        memcpy(own, t->data, tensor_bytes(t));
+        t->data = own;
+        t->owns = true;
+    }
+    free(g->param_block);
+    g->param_block = block;
+    g->param_len = total;
+    return 0;
 }

@@ -87,6 +87,11 @@ typedef struct Graph {
     /* name -> value index, open addressing */
     int *map;
     int map_cap;
+    /* Trainable parameters packed into one block by graph_pack_params: the
+     * data of those initializers are views into it (llm.c's layout, so
+     * gradients and optimizer state are flat arrays of the same shape). */
+    float *param_block;
+    int64_t param_len;
 } Graph;
 
 Graph *graph_new(void);
@@ -146,6 +151,14 @@ void graph_prune_dead(Graph *g);
 
 void graph_set_meta(Graph *g, const char *key, const char *value);
 const char *graph_get_meta(const Graph *g, const char *key);
+
+/* True if initializer v is trained: float, read as a weight (not a
+ * BatchNorm running statistic, not a shape input, not a lone scalar
+ * constant of an elementwise op). */
+bool graph_value_trainable(const Graph *g, int v);
+/* Packs every trainable initializer into g->param_block (idempotent:
+ * repacks after the set of parameters changed). */
+int graph_pack_params(Graph *g);
 
 /* Total number of float parameters in initializers. */
 int64_t graph_param_count(const Graph *g);

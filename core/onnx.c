@@ -409,7 +409,10 @@ int onnx_load_buffer(const void *data, size_t n, const char *origin, Graph **out
     if ((rc = read_graph(g, m->graph, origin)) < 0)
         goto done;
     graph_name_nodes(g);
-    if ((rc = graph_toposort(g)) < 0 || (rc = graph_bind_ops(g)) < 0) {
+    /* A graph without nodes (outputs read inputs directly) needs no sort;
+     * graph_toposort would memcpy from a NULL node array (UBSan, found by
+     * fuzz/fuzz_onnx). */
+    if ((g->n_nodes > 0 && (rc = graph_toposort(g)) < 0) || (rc = graph_bind_ops(g)) < 0) {
         rc = sh_fail_prefix(rc, "%s", origin);
         goto done;
     }

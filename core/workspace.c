@@ -24,8 +24,13 @@ void workspace_free(Workspace *ws)
     graph_free(ws->model);
     graph_free(ws->original);
     free(ws->model_path);
-    if (ws->has_data)
-        dataset_done(&ws->data);
+    data_subset_done(&ws->fit);
+    data_subset_done(&ws->val);
+    data_subset_done(&ws->test_all);
+    if (ws->has_train)
+        dataset_done(&ws->train);
+    if (ws->has_test)
+        dataset_done(&ws->test);
     free(ws->data_desc);
     free(ws);
 }
@@ -74,15 +79,61 @@ int ws_set_model(Workspace *ws, Graph *g, const char *path)
     return 0;
 }
 
-void ws_set_data(Workspace *ws, Dataset *ds, const char *desc)
+int ws_set_data(Workspace *ws, Dataset *train, Dataset *test, double val_fraction, uint64_t seed,
+                const char *desc)
 {
-    if (ws->has_data)
-        dataset_done(&ws->data);
-    ws->data = *ds;
-    memset(ds, 0, sizeof *ds);
-    ws->has_data = true;
+    DataSubset fit = {0}, val = {0};
+    if (train) {
+        int rc = data_split(&fit, &val, train, val_fraction, seed);
+        if (rc < 0)
+            return rc;
+    }
+    data_subset_done(&ws->fit);
+    data_subset_done(&ws->val);
+    data_subset_done(&ws->test_all);
+    if (ws->has_train)
+        dataset_done(&ws->train);
+    if (ws->has_test)
+        dataset_done(&ws->test);
+    ws->has_train = train != NULL;
+    ws->has_test = test != NULL;
+    if (train) {
+        ws->train = *train;
+        memset(train, 0, sizeof *train);
+        fit.ds = val.ds = &ws->train; /* the subsets follow the moved dataset */
+    }
+    if (test) {
+        ws->test = *test;
+        memset(test, 0, sizeof *test);
+        data_subset_all(&ws->test_all, &ws->test);
+    }
+    ws->fit = fit;
+    ws->val = val;
+    ws->val_fraction = val_fraction;
+    ws->split_seed = seed;
     free(ws->data_desc);
     ws->data_desc = xstrdup(desc);
+    return 0;
+}
+
+int ws_subset(const Workspace *ws, const char *name, const DataSubset **out)
+{
+    if (strcmp(name, "test") == 0) {
+        if (!ws->has_test)
+            return sh_fail(SH_E_STATE, "no test split loaded (use: data fashion-mnist split=test)");
+        *out = &ws->test_all;
+        return 0;
+    }
+    if (!ws->has_train)
+        return sh_fail(SH_E_STATE, "no training split loaded (use: data fashion-mnist split=train)");
+    if (strcmp(name, "val") == 0) {
+        if (ws->val.n == 0)
+            return sh_fail(SH_E_STATE, "no validation part (use: data ... val=0.1)");
+        *out = &ws->val;
+        return 0;
+    }
+    *out = &ws->fit;
+    return 0;
 }
 
 int ws_require_model(const Workspace *ws)
@@ -94,7 +145,7 @@ int ws_require_model(const Workspace *ws)
 
 int ws_require_data(const Workspace *ws)
 {
-    if (!ws->has_data)
+    if (!ws->has_train && !ws->has_test)
         return sh_fail(SH_E_STATE, "no data loaded (use: data fashion-mnist split=test)");
     return 0;
 }

@@ -12,9 +12,13 @@ typedef struct Workspace {
     Graph *model;        /* current model (NULL until load) */
     Graph *original;     /* the model as loaded, for comparison and undo */
     char *model_path;
-    Dataset data;
-    bool has_data;
-    char *data_desc;     /* "fashion-mnist test (10000 samples)" */
+    Dataset train, test;   /* the loaded splits */
+    bool has_train, has_test;
+    DataSubset fit, val;   /* train carved into a fitting part and a validation part */
+    DataSubset test_all;   /* every test sample */
+    double val_fraction;
+    uint64_t split_seed;
+    char *data_desc;       /* "fashion-mnist" */
     int threads;
     int64_t batch;       /* default batch for eval/run */
     bool keep_going;     /* scripts continue after a failing command */
@@ -29,10 +33,16 @@ void workspace_free(Workspace *ws); /* NULL-safe */
 int ws_load_model(Workspace *ws, const char *path);
 /* Makes g (taken) the current and original model; origin names it. */
 int ws_set_model(Workspace *ws, Graph *g, const char *origin);
-/* Replaces the data (takes ownership of *ds's contents on success). */
-void ws_set_data(Workspace *ws, Dataset *ds, const char *desc);
+/* Replaces the loaded data: either split may be NULL (not loaded). Takes
+ * ownership of the datasets' contents. Carves val_fraction of train into
+ * the validation part (seeded). */
+int ws_set_data(Workspace *ws, Dataset *train, Dataset *test, double val_fraction, uint64_t seed,
+                const char *desc);
 int ws_require_model(const Workspace *ws);
 int ws_require_data(const Workspace *ws);
+/* The subset named "train" (the fitting part), "val" or "test"; fails
+ * naming what is missing. */
+int ws_subset(const Workspace *ws, const char *name, const DataSubset **out);
 
 /* Refuses float weights that are NaN or infinite, naming the tensor. */
 int graph_check_finite(const Graph *g, const char *origin);

@@ -159,6 +159,25 @@ check load-keeps-model "info did not run" stdout_has 'total:'
 check load-keeps-model "the kept model does not export and load again" \
     "$bin" -c "load $work/kept.onnx; run input=$x" >/dev/null 2>&1
 
+# ---- inputs the fuzzers found (tests/bad/fuzz-*): once they crashed ----
+# Each must load cleanly or fail with one line; then info, a run at batch 1
+# on zeros when the model has one float input, and an export.
+for f in "$bad"/fuzz-*; do
+    [ -f "$f" ] || continue
+    n_cases=$((n_cases + 1))
+    case_name=$(basename "$f")
+    (cd "$work" && "$bin" -c "set keep-going on; load $f; info; export fuzz-export.onnx force=on") \
+        >"$work/out" 2>"$work/err"
+    status=$?
+    lines=$(wc -l <"$work/err")
+    if [ $status -gt 1 ] || { [ $status -eq 1 ] && [ "$lines" -lt 1 ]; } || { [ $status -eq 0 ] && [ "$lines" -ne 0 ]; } ||
+        grep -q 'Sanitizer\|runtime error' "$work/err"; then
+        failed "$case_name" "exit status $status: $(head -5 "$work/err" | tr '\n' '|')"
+    elif [ "$lines" -gt 0 ] && grep -v -q '^shears: ' "$work/err"; then
+        failed "$case_name" "stderr lines that are not shears errors: $(head -5 "$work/err" | tr '\n' '|')"
+    fi
+done
+
 # An unloadable model left behind no temporary or partial files.
 check cleanup "a temporary file was left behind" no_temp_files "$work"
 

@@ -942,6 +942,49 @@ static void test_conv_fusion_corner_cases_match_unfused(void **state)
     }
 }
 
+/* Empty tensors (a zero dimension) plan, run and give empty outputs. */
+static void test_empty_tensors_run(void **state)
+{
+    (void)state;
+    Graph *g = graph_new();
+    Shape xs = shape_of(2, (int64_t)0, (int64_t)4), zs = shape_of(2, (int64_t)2, (int64_t)4);
+    int x = graph_add_input(g, "x", SH_F32, &xs);
+    int z = graph_add_input(g, "z", SH_F32, &zs);
+    int a = tg_op1(g, "Neg", "a", 1, &x);
+    int b = tg_op1(g, "Relu", "b", 1, &a);
+    int cin[2] = {b, z};
+    int c = tg_op1(g, "Concat", "c", 2, cin); /* empty + [2,4] -> [2,4] */
+    node_set_int(last_node(g), "axis", 0);
+    int d = tg_op1(g, "Neg", "d", 1, &c);
+    graph_add_output(g, b);
+    graph_add_output(g, d);
+    TRng r;
+    trng_seed(&r, 5);
+    Tensor *ins[2] = {tensor_new(SH_F32, &xs), t_rand(&r, &zs, -1, 1)};
+    check_against_reference(g, ins, NULL, 0, "empty tensors");
+    ExecPlan *p = plan_ok(g, ins, NULL);
+    run_ok(p, ins);
+    assert_int_equal(exec_output(p, 0)->numel, 0);
+    assert_int_equal(exec_output(p, 1)->numel, 8);
+    exec_free(p);
+    tensor_free(ins[0]);
+    tensor_free(ins[1]);
+    graph_free(g);
+
+    /* nothing but empty values: the arena is empty */
+    g = graph_new();
+    x = graph_add_input(g, "x", SH_F32, &xs);
+    a = tg_op1(g, "Neg", "a", 1, &x);
+    graph_add_output(g, a);
+    Tensor *e = tensor_new(SH_F32, &xs);
+    p = plan_ok(g, &e, NULL);
+    assert_int_equal(exec_arena_bytes(p), 0);
+    run_ok(p, &e);
+    exec_free(p);
+    tensor_free(e);
+    graph_free(g);
+}
+
 static void test_dim_strings(void **state)
 {
     (void)state;
@@ -982,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_input_values_make_shape_inputs_known),
         cmocka_unit_test(test_constant_subgraph_is_known_when_planning),
         cmocka_unit_test(test_conv_fusion_corner_cases_match_unfused),
+        cmocka_unit_test(test_empty_tensors_run),
         cmocka_unit_test(test_dim_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

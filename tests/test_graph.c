@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -117,6 +118,26 @@ static void test_new_value_names_are_unique(void **state)
     graph_free(g);
 }
 
+static void test_new_value_keeps_long_names_whole_and_unique(void **state)
+{
+    (void)state;
+    alarm(20); /* a cut name could make the search for a free name endless */
+    Graph *g = graph_new();
+    char base[400];
+    memset(base, 'a', sizeof base - 1);
+    base[sizeof base - 1] = '\0';
+    int a = graph_new_value(g, base);
+    int b = graph_new_value(g, base);
+    int c = graph_new_value(g, base);
+    assert_string_equal(g->values[a].name, base);
+    assert_int_equal(strncmp(g->values[b].name, base, sizeof base - 1), 0);
+    assert_string_equal(g->values[b].name + sizeof base - 1, "_1");
+    assert_string_equal(g->values[c].name + sizeof base - 1, "_2");
+    assert_int_equal(g->n_values, 3);
+    graph_free(g);
+    alarm(0);
+}
+
 /* ---- ordering and validation --------------------------------------------- */
 
 /* A diamond with a tail: x -> a, x -> b, (a, b) -> c, c -> d -> e. */
@@ -162,6 +183,26 @@ static void test_toposort_orders_shuffled_nodes(void **state)
         assert_int_equal(node_index(g, "E"), 4);
         graph_free(g);
     }
+}
+
+static void test_toposort_counts_a_value_read_twice_by_one_node(void **state)
+{
+    (void)state;
+    Graph *g = graph_new();
+    Shape s = shape_of(1, (int64_t)4);
+    int x = graph_add_input(g, "x", SH_F32, &s);
+    int a = graph_value(g, "a"), b = graph_value(g, "b"), c = graph_value(g, "c");
+    int aa[2] = {a, a}, ab[2] = {a, b};
+    graph_add_node(g, "Add", "twice", 2, aa, 1, &b);
+    graph_add_node(g, "Mul", "last", 2, ab, 1, &c);
+    graph_add_node(g, "Neg", "first", 1, &x, 1, &a);
+    graph_add_output(g, c);
+    assert_int_equal(graph_toposort(g), 0);
+    assert_string_equal(g->nodes[0].name, "first");
+    assert_string_equal(g->nodes[1].name, "twice");
+    assert_string_equal(g->nodes[2].name, "last");
+    assert_topological(g);
+    graph_free(g);
 }
 
 static void test_toposort_keeps_an_ordered_graph_unchanged(void **state)
@@ -446,7 +487,10 @@ static void test_prune_dead_removes_unused_nodes_and_initializers(void **state)
     graph_add_node(g, "Split", "split_node", 2, spin, 2, sp);
     graph_add_output(g, out);
     graph_add_output(g, sp[1]);
-    assert_int_equal(graph_param_count(g), 12);
+    float two[4] = {2, 2, 2, 2};
+    int wo = tg_const_f32(g, "w_output", &s, two); /* an initializer that is itself an output */
+    graph_add_output(g, wo);
+    assert_int_equal(graph_param_count(g), 16);
 
     graph_prune_dead(g);
     assert_int_equal(g->n_nodes, 3);
@@ -462,19 +506,21 @@ static void test_prune_dead_removes_unused_nodes_and_initializers(void **state)
     assert_false(g->values[wu].flags & VAL_CONST);
     assert_null(g->values[wu].data);
     assert_true(g->values[split].flags & VAL_CONST);
-    assert_int_equal(graph_param_count(g), 4);
+    assert_true(g->values[wo].flags & VAL_CONST);
+    assert_int_equal(graph_param_count(g), 8);
     assert_int_equal(g->values[dead1].producer, -1);
     assert_int_equal(g->values[out].producer, node_index(g, "out"));
     assert_topological(g);
     /* the pruned graph still runs */
     float xv[4] = {1, 2, 3, 4};
-    Tensor *xt = t_f32(&s, xv), *res[2] = {NULL, NULL};
+    Tensor *xt = t_f32(&s, xv), *res[3] = {NULL, NULL, NULL};
     assert_int_equal(tg_ref_run(g, &xt, res), 0);
     assert_float_equal(tensor_f32(res[0])[3], -5.0f, 0);
     assert_float_equal(tensor_f32(res[1])[0], -4.0f, 0);
+    assert_float_equal(tensor_f32(res[2])[0], 2.0f, 0);
     tensor_free(xt);
-    tensor_free(res[0]);
-    tensor_free(res[1]);
+    for (int k = 0; k < 3; k++)
+        tensor_free(res[k]);
     graph_free(g);
 }
 
@@ -615,7 +661,9 @@ int main(void)
         cmocka_unit_test(test_find_value_on_empty_graph_is_minus_one),
         cmocka_unit_test(test_graph_value_creates_once),
         cmocka_unit_test(test_new_value_names_are_unique),
+        cmocka_unit_test(test_new_value_keeps_long_names_whole_and_unique),
         cmocka_unit_test(test_toposort_orders_shuffled_nodes),
+        cmocka_unit_test(test_toposort_counts_a_value_read_twice_by_one_node),
         cmocka_unit_test(test_toposort_keeps_an_ordered_graph_unchanged),
         cmocka_unit_test(test_toposort_cycle_names_a_node_on_the_cycle),
         cmocka_unit_test(test_toposort_self_loop_is_a_cycle),

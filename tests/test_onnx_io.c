@@ -243,8 +243,8 @@ static void test_round_trip_keeps_symbolic_batch_name(void **state)
     graph_free(back);
 }
 
-/* After preparation the output is [N*3/2...]: here y = reshape([N,3] -> [-1,2])
- * is not a multiple of the batch, so take a model whose output is 2N. */
+/* Reshape [N,4] -> [-1,2] gives 2N rows: the exported output dim says so
+ * in the input's own name for the batch ("N*2"). */
 static void test_prepared_output_dims_are_named_after_the_batch(void **state)
 {
     (void)state;

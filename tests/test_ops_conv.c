@@ -247,6 +247,12 @@ static const Case ALGO_CASES[] = {
     {.nd = 2, .n = 2, .cin = 3, .cout = 5, .group = 1, .in = {6, 40}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 2}, .pb = {1, 2}, .pe = {1, 2}, .bias = true},
     {.nd = 1, .n = 2, .cin = 2, .cout = 4, .group = 1, .in = {50}, .k = {5}, .stride = {1}, .dil = {1}, .pb = {3}, .pe = {1}},
     {.nd = 2, .n = 2, .cin = 2, .cout = 6, .group = 1, .in = {5, 33}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {0, 4}, .pe = {2, 0}},
+    /* same-size outputs with stride 1: the shift algorithm's shapes */
+    {.nd = 2, .n = 5, .cin = 6, .cout = 4, .group = 1, .in = {7, 7}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
+    {.nd = 2, .n = 3, .cin = 4, .cout = 6, .group = 2, .in = {6, 5}, .k = {3, 2}, .stride = {1, 1}, .dil = {2, 1}, .pb = {0, 1}, .pe = {4, 0}, .bias = true},
+    {.nd = 2, .n = 3, .cin = 3, .cout = 5, .group = 1, .in = {4, 9}, .k = {5, 1}, .stride = {1, 1}, .dil = {1, 1}, .pb = {3, 0}, .pe = {1, 0}},
+    {.nd = 1, .n = 4, .cin = 5, .cout = 3, .group = 1, .in = {11}, .k = {4}, .stride = {1}, .dil = {2}, .pb = {2}, .pe = {4}, .bias = true},
+    {.nd = 2, .n = 2, .cin = 2, .cout = 2, .group = 1, .in = {1, 1}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}},
 };
 
 static void test_conv_every_algorithm_matches_reference(void **state)
@@ -254,7 +260,8 @@ static void test_conv_every_algorithm_matches_reference(void **state)
     (void)state;
     TRng r;
     trng_seed(&r, 2);
-    const char *names[] = {"direct", "gemm per image", "gemm batch"};
+    const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift"};
+    int shift_cases = 0;
     for (size_t ci = 0; ci < sizeof ALGO_CASES / sizeof *ALGO_CASES; ci++) {
         const Case *k = &ALGO_CASES[ci];
         ConvShape s;
@@ -267,11 +274,13 @@ static void test_conv_every_algorithm_matches_reference(void **state)
             if (relu)
                 for (int64_t i = 0; i < want->numel; i++)
                     tensor_f32(want)[i] = fmaxf(tensor_f32(want)[i], 0.0f);
-            for (int algo = 0; algo < 3; algo++) {
-                if (algo == CONV_DIRECT && k->cin / k->group != 1)
+            for (int algo = 0; algo < 4; algo++) {
+                if ((algo == CONV_DIRECT && k->cin / k->group != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)))
                     continue;
-                /* chunk 2 makes the batch algorithm run a short last chunk */
-                for (int64_t chunk = 0; chunk <= (algo == CONV_GEMM_BATCH ? 2 : 0); chunk += 2) {
+                shift_cases += algo == CONV_GEMM_SHIFT;
+                /* chunk 2 makes the batch algorithms run a short last chunk */
+                const bool chunked = algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT;
+                for (int64_t chunk = 0; chunk <= (chunked ? 2 : 0); chunk += 2) {
                     ConvPlan p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
                     Tensor *y = tensor_new(SH_F32, &want->shape);
                     float *scratch = p.scratch_bytes ? aligned_alloc(64, (p.scratch_bytes + 63) / 64 * 64) : NULL;
@@ -294,6 +303,7 @@ static void test_conv_every_algorithm_matches_reference(void **state)
         tensor_free(b);
         tensor_free(want);
     }
+    assert_true(shift_cases >= 8); /* the shift algorithm met several shapes */
 }
 
 static void test_conv_pointwise_needs_no_im2col_scratch(void **state)
@@ -306,6 +316,18 @@ static void test_conv_pointwise_needs_no_im2col_scratch(void **state)
     /* a strided or padded 1x1 still needs columns */
     assert_true(expected_conv_shape(&ALGO_CASES[7], &s));
     assert_true(conv_plan_with(&s, CONV_GEMM_IMAGE, 0).scratch_bytes > 0);
+}
+
+static void test_conv_plans_fit_the_scratch_bound_for_any_thread_count(void **state)
+{
+    (void)state;
+    for (size_t ci = 0; ci < sizeof ALGO_CASES / sizeof *ALGO_CASES; ci++) {
+        ConvShape s;
+        assert_true(expected_conv_shape(&ALGO_CASES[ci], &s));
+        const size_t bound = conv_scratch_bound(&s);
+        for (int t = 1; t <= 16; t++)
+            assert_true(conv_plan(&s, t).scratch_bytes <= bound);
+    }
 }
 
 static void test_conv_batch_scratch_stays_under_cap(void **state)
@@ -590,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_conv_hand_computed_spec_example),
         cmocka_unit_test(test_conv_every_algorithm_matches_reference),
         cmocka_unit_test(test_conv_pointwise_needs_no_im2col_scratch),
+        cmocka_unit_test(test_conv_plans_fit_the_scratch_bound_for_any_thread_count),
         cmocka_unit_test(test_conv_batch_scratch_stays_under_cap),
         cmocka_unit_test(test_conv_fused_relu_applies_after_bias),
         cmocka_unit_test(test_conv_channel_mismatch_names_node),

@@ -420,56 +420,293 @@ static int prelu_forward(OpCtx *c)
     return 0;
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* Dense float views for a unary backward: dL/dx[i] += f'(x[i]) * dL/dy[i]. */
+typedef struct {
+    const float *x, *y, *g; /* input, output and dL/dy */
+    float *gx;              /* dL/dx, accumulated; NULL: nothing to do */
+    int64_t n;
+} UnaryGrad;
+
+/* Fails where a gradient is asked of a non-float input (int64 Neg, Abs,
+ * Clip have none) or the gradient tensors do not match the input. */
+static int check_grad(const OpCtx *c, const Tensor *gx, int i, const Tensor *like)
+{
+    if (c->in[i]->dtype != SH_F32)
+        return op_fail(c, SH_E_UNSUPPORTED, "input %d is %s; only float32 inputs have a gradient",
+                       i, dtype_name(c->in[i]->dtype));
+    if (gx->dtype != SH_F32 || gx->numel != like->numel)
+        return op_fail(c, SH_E_SHAPE, "gradient of input %d has %lld elements; expected %lld", i,
+                       (long long)gx->numel, (long long)like->numel);
+    return 0;
+}
+
+static int unary_grad_begin(const OpCtx *c, Tensor **gout, Tensor **gin, UnaryGrad *u)
+{
+    memset(u, 0, sizeof *u);
+    if (!gout[0] || !gin[0])
+        return 0;
+    int rc = check_grad(c, gin[0], 0, c->in[0]);
+    if (rc < 0 || (rc = check_grad(c, gout[0], 0, c->in[0])) < 0)
+        return rc;
+    u->x = tensor_f32(c->in[0]);
+    u->y = tensor_f32(c->out[0]);
+    u->g = tensor_f32(gout[0]);
+    u->gx = tensor_f32(gin[0]);
+    u->n = c->in[0]->numel;
+    return 0;
+}
+
+/* Defines name_backward: after the statements PRELUDE (attributes, read
+ * once), dL/dx[i] += EXPR with v = x[i], o = y[i], d = dL/dy[i]. */
+#define UNARY_GRAD(name, PRELUDE, EXPR)                                                        \
+    static int name##_backward(OpCtx *c, Tensor **gout, Tensor **gin)                          \
+    {                                                                                          \
+        UnaryGrad u;                                                                           \
+        int rc = unary_grad_begin(c, gout, gin, &u);                                           \
+        if (rc < 0 || !u.gx)                                                                   \
+            return rc;                                                                         \
+        PRELUDE                                                                                \
+        const float *restrict x = u.x, *restrict y = u.y, *restrict g = u.g;                   \
+        float *gx = u.gx;                                                                      \
+        for (int64_t i = 0; i < u.n; i++) {                                                    \
+            const float v = x[i], o = y[i], d = g[i];                                          \
+            (void)v, (void)o;                                                                  \
+            gx[i] += (EXPR);                                                                   \
+        }                                                                                      \
+        return 0;                                                                              \
+    }
+
+#define ALPHA(dflt) const float alpha = node_attr_float(c->node, "alpha", dflt);
+
+/* Where the output is cheaper than the input (Sigmoid, Tanh, Exp, Sqrt,
+ * Reciprocal) the derivative is written in o. Kinks take the side the
+ * forward takes at equality (Relu: 0 at 0; LeakyRelu, Elu: the x >= 0 side). */
+UNARY_GRAD(relu, , v > 0 ? d : 0.0f)
+UNARY_GRAD(leakyrelu, ALPHA(0.01f), v >= 0 ? d : alpha * d)
+UNARY_GRAD(elu, ALPHA(1.0f), v >= 0 ? d : alpha * expf(v) * d)
+UNARY_GRAD(selu,
+           ALPHA(1.67326319217681884765625f)
+           const float gamma = node_attr_float(c->node, "gamma", 1.05070102214813232421875f);,
+           v > 0 ? gamma * d : gamma * alpha * expf(v) * d)
+UNARY_GRAD(celu, ALPHA(1.0f) const float inv_alpha = 1.0f / alpha;,
+           v > 0 ? d : expf(v * inv_alpha) * d)
+UNARY_GRAD(sigmoid, , d * o * (1.0f - o))
+UNARY_GRAD(hardsigmoid, ALPHA(0.2f) const float beta = node_attr_float(c->node, "beta", 0.5f);,
+           alpha * v + beta > 0.0f && alpha * v + beta < 1.0f ? alpha * d : 0.0f)
+/* y = x * clamp(x/6 + 1/2, 0, 1): slope 0 left of -3, 1 right of 3. */
+UNARY_GRAD(hardswish, ,
+           v / 6.0f + 0.5f <= 0.0f ? 0.0f : v / 6.0f + 0.5f >= 1.0f ? d : (v / 3.0f + 0.5f) * d)
+UNARY_GRAD(tanh, , d * (1.0f - o * o))
+UNARY_GRAD(softplus, , d / (1.0f + expf(-v)))
+UNARY_GRAD(softsign, , d / ((1.0f + fabsf(v)) * (1.0f + fabsf(v))))
+UNARY_GRAD(erf, , 1.1283791670955126f * expf(-v * v) * d) /* 2/sqrt(pi) e^-x^2 */
+UNARY_GRAD(sqrt, , 0.5f * d / o)
+UNARY_GRAD(reciprocal, , -d * o * o)
+UNARY_GRAD(exp, , d * o)
+UNARY_GRAD(log, , d / v)
+UNARY_GRAD(sin, , d * cosf(v))
+UNARY_GRAD(cos, , -d * sinf(v))
+UNARY_GRAD(tan, , d * (1.0f + o * o))
+UNARY_GRAD(asin, , d / sqrtf(1.0f - v * v))
+UNARY_GRAD(acos, , -d / sqrtf(1.0f - v * v))
+UNARY_GRAD(atan, , d / (1.0f + v * v))
+UNARY_GRAD(sinh, , d * coshf(v))
+UNARY_GRAD(cosh, , d * sinhf(v))
+UNARY_GRAD(asinh, , d / sqrtf(v * v + 1.0f))
+UNARY_GRAD(acosh, , d / sqrtf(v * v - 1.0f))
+UNARY_GRAD(atanh, , d / (1.0f - v * v))
+UNARY_GRAD(thresholdedrelu, ALPHA(1.0f), v > alpha ? d : 0.0f)
+UNARY_GRAD(shrink, const float lambd = node_attr_float(c->node, "lambd", 0.5f);,
+           v < -lambd || v > lambd ? d : 0.0f)
+UNARY_GRAD(neg, , -d)
+UNARY_GRAD(abs, , v > 0 ? d : v < 0 ? -d : 0.0f)
+
+/* Gelu: d/dx [x Phi(x)] = Phi(x) + x phi(x); the tanh form differentiates
+ * its own approximation so the gradient matches what forward computed. */
+static int gelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    UnaryGrad u;
+    int rc = unary_grad_begin(c, gout, gin, &u);
+    if (rc < 0 || !u.gx)
+        return rc;
+    const float *restrict x = u.x, *restrict g = u.g;
+    float *gx = u.gx;
+    if (strcmp(node_attr_str(c->node, "approximate", "none"), "tanh") == 0) {
+        const float k = 0.7978845608028654f, c3 = 0.044715f;
+        for (int64_t i = 0; i < u.n; i++) {
+            float v = x[i], t = tanhf(k * (v + c3 * v * v * v));
+            float du = k * (1.0f + 3.0f * c3 * v * v);
+            gx[i] += g[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+        }
+    } else {
+        const float inv_sqrt2 = 0.7071067811865476f, inv_sqrt_2pi = 0.3989422804014327f;
+        for (int64_t i = 0; i < u.n; i++) {
+            float v = x[i];
+            gx[i] += g[i] * (0.5f * (1.0f + erff(v * inv_sqrt2)) +
+                             v * inv_sqrt_2pi * expf(-0.5f * v * v));
+        }
+    }
+    return 0;
+}
+
+/* Clip passes the gradient where lo <= x <= hi (bounds included, like
+ * PyTorch's clamp); the bounds themselves get none. */
+static int clip_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    UnaryGrad u;
+    int rc = unary_grad_begin(c, gout, gin, &u);
+    if (rc < 0 || !u.gx)
+        return rc;
+    double lo_d = c->opset < 11 ? -FLT_MAX : -INFINITY, hi_d = c->opset < 11 ? FLT_MAX : INFINITY;
+    clip_bound(c, 1, &lo_d);
+    clip_bound(c, 2, &hi_d);
+    const float lo = (float)lo_d, hi = (float)hi_d;
+    const float *restrict x = u.x, *restrict g = u.g;
+    float *gx = u.gx;
+    for (int64_t i = 0; i < u.n; i++)
+        gx[i] += x[i] >= lo && x[i] <= hi ? g[i] : 0.0f;
+    return 0;
+}
+
+/* PRelu rows: dL/dx = d (x >= 0) or a d; dL/da += d x where x < 0,
+ * summed over the row in eight partial sums (they vectorize). */
+static void prelu_grad_row(float *gx, float *ga, const float *restrict x,
+                           const float *restrict g, float a, int64_t n)
+{
+    if (gx)
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += x[i] >= 0 ? g[i] : a * g[i];
+    if (!ga)
+        return;
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += x[i + l] < 0 ? g[i + l] * x[i + l] : 0.0f;
+    for (; i < n; i++)
+        s[0] += x[i] < 0 ? g[i] * x[i] : 0.0f;
+    *ga += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* Slopes whose non-1 dims are not contiguous: index arithmetic per element. */
+static void prelu_grad_naive(float *gx, float *ga, const float *x, const float *g,
+                             const float *slope, const Shape *xs, const Shape *ss)
+{
+    int off = xs->rank - ss->rank;
+    int64_t n = shape_numel(xs);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, si = 0, sstride = 1;
+        for (int d = xs->rank - 1; d >= off; d--) {
+            int64_t idx = rem % xs->d[d];
+            rem /= xs->d[d];
+            int64_t sd = ss->d[d - off];
+            si += (sd == 1 ? 0 : idx) * sstride;
+            sstride *= sd;
+        }
+        if (gx)
+            gx[i] += x[i] >= 0 ? g[i] : slope[si] * g[i];
+        if (ga && x[i] < 0)
+            ga[si] += g[i] * x[i];
+    }
+}
+
+static int prelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    if (!gout[0] || (!gin[0] && !gin[1]))
+        return 0;
+    int rc = check_grad(c, gout[0], 0, c->in[0]);
+    for (int i = 0; i < 2 && rc == 0; i++)
+        rc = gin[i] ? check_grad(c, gin[i], i, c->in[i]) : 0;
+    if (rc < 0)
+        return rc;
+    const float *x = tensor_f32(c->in[0]), *slope = tensor_f32(c->in[1]), *g = tensor_f32(gout[0]);
+    float *gx = gin[0] ? tensor_f32(gin[0]) : NULL, *ga = gin[1] ? tensor_f32(gin[1]) : NULL;
+    const Shape *xs = &c->in[0]->shape;
+    int64_t outer, ch, inner;
+    if (!prelu_broadcasts(xs, &c->in[1]->shape)) { /* legacy channel slope */
+        outer = xs->d[0], ch = xs->d[1], inner = shape_prod(xs, 2, xs->rank);
+    } else if (!prelu_blocks(xs, &c->in[1]->shape, &outer, &ch, &inner)) {
+        prelu_grad_naive(gx, ga, x, g, slope, xs, &c->in[1]->shape);
+        return 0;
+    }
+    if (inner == 1) { /* slope along the last axis ([N,T,C] with slope [C]): across rows */
+        for (int64_t o = 0; o < outer; o++) {
+            const float *xr = x + o * ch, *gr = g + o * ch;
+            if (gx)
+                for (int64_t k = 0; k < ch; k++)
+                    gx[o * ch + k] += xr[k] >= 0 ? gr[k] : slope[k] * gr[k];
+            if (ga)
+                for (int64_t k = 0; k < ch; k++)
+                    ga[k] += xr[k] < 0 ? gr[k] * xr[k] : 0.0f;
+        }
+        return 0;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < ch; k++) {
+            int64_t at = (o * ch + k) * inner;
+            prelu_grad_row(gx ? gx + at : NULL, ga ? ga + k : NULL, x + at, g + at, slope[k],
+                           inner);
+        }
+    return 0;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 #define UNARY(op, fn, in_infer)                                                                \
     {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
      .infer = in_infer, .forward = fn##_forward}
+/* The same with a backward; ops left without one (Floor, Sign, ...) have
+ * zero or no derivative. */
+#define UNARY_BWD(op, fn, in_infer)                                                            \
+    {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
+     .infer = in_infer, .forward = fn##_forward, .backward = fn##_backward}
 
 const OpDef sh_ops_activation[] = {
-    UNARY("Relu", relu, unary_infer),
-    UNARY("LeakyRelu", leakyrelu, unary_infer),
-    UNARY("Elu", elu, unary_infer),
-    UNARY("Selu", selu, unary_infer),
-    UNARY("Sigmoid", sigmoid, unary_infer),
-    UNARY("HardSigmoid", hardsigmoid, unary_infer),
-    UNARY("HardSwish", hardswish, unary_infer),
-    UNARY("Tanh", tanh, unary_infer),
-    UNARY("Softplus", softplus, unary_infer),
-    UNARY("Softsign", softsign, unary_infer),
-    UNARY("Erf", erf, unary_infer),
-    UNARY("Gelu", gelu, gelu_infer),
-    UNARY("Sqrt", sqrt, unary_infer),
-    UNARY("Reciprocal", reciprocal, unary_infer),
-    UNARY("Exp", exp, unary_infer),
-    UNARY("Log", log, unary_infer),
+    UNARY_BWD("Relu", relu, unary_infer),
+    UNARY_BWD("LeakyRelu", leakyrelu, unary_infer),
+    UNARY_BWD("Elu", elu, unary_infer),
+    UNARY_BWD("Selu", selu, unary_infer),
+    UNARY_BWD("Sigmoid", sigmoid, unary_infer),
+    UNARY_BWD("HardSigmoid", hardsigmoid, unary_infer),
+    UNARY_BWD("HardSwish", hardswish, unary_infer),
+    UNARY_BWD("Tanh", tanh, unary_infer),
+    UNARY_BWD("Softplus", softplus, unary_infer),
+    UNARY_BWD("Softsign", softsign, unary_infer),
+    UNARY_BWD("Erf", erf, unary_infer),
+    UNARY_BWD("Gelu", gelu, gelu_infer),
+    UNARY_BWD("Sqrt", sqrt, unary_infer),
+    UNARY_BWD("Reciprocal", reciprocal, unary_infer),
+    UNARY_BWD("Exp", exp, unary_infer),
+    UNARY_BWD("Log", log, unary_infer),
     UNARY("Floor", floor, unary_infer),
     UNARY("Ceil", ceil, unary_infer),
-    UNARY("Sin", sin, unary_infer),
-    UNARY("Cos", cos, unary_infer),
-    UNARY("Tan", tan, unary_infer),
-    UNARY("Asin", asin, unary_infer),
-    UNARY("Acos", acos, unary_infer),
-    UNARY("Atan", atan, unary_infer),
-    UNARY("Sinh", sinh, unary_infer),
-    UNARY("Cosh", cosh, unary_infer),
-    UNARY("Asinh", asinh, unary_infer),
-    UNARY("Acosh", acosh, unary_infer),
-    UNARY("Atanh", atanh, unary_infer),
+    UNARY_BWD("Sin", sin, unary_infer),
+    UNARY_BWD("Cos", cos, unary_infer),
+    UNARY_BWD("Tan", tan, unary_infer),
+    UNARY_BWD("Asin", asin, unary_infer),
+    UNARY_BWD("Acos", acos, unary_infer),
+    UNARY_BWD("Atan", atan, unary_infer),
+    UNARY_BWD("Sinh", sinh, unary_infer),
+    UNARY_BWD("Cosh", cosh, unary_infer),
+    UNARY_BWD("Asinh", asinh, unary_infer),
+    UNARY_BWD("Acosh", acosh, unary_infer),
+    UNARY_BWD("Atanh", atanh, unary_infer),
     UNARY("Round", round, unary_infer),
-    UNARY("ThresholdedRelu", thresholdedrelu, unary_infer),
-    UNARY("Celu", celu, unary_infer),
-    UNARY("Shrink", shrink, unary_infer),
-    UNARY("Neg", neg, unary_num_infer),
-    UNARY("Abs", abs, unary_num_infer),
+    UNARY_BWD("ThresholdedRelu", thresholdedrelu, unary_infer),
+    UNARY_BWD("Celu", celu, unary_infer),
+    UNARY_BWD("Shrink", shrink, unary_infer),
+    UNARY_BWD("Neg", neg, unary_num_infer),
+    UNARY_BWD("Abs", abs, unary_num_infer),
     UNARY("Sign", sign, unary_num_infer),
     {.name = "IsNaN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = is_class_infer, .forward = isnan_forward},
     {.name = "IsInf", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = is_class_infer, .forward = isinf_forward},
     {.name = "Clip", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = clip_infer, .forward = clip_forward},
+     .infer = clip_infer, .forward = clip_forward, .backward = clip_backward},
     {.name = "PRelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = prelu_infer, .forward = prelu_forward},
+     .infer = prelu_infer, .forward = prelu_forward, .backward = prelu_backward},
     {.name = NULL},
 };

@@ -1,5 +1,6 @@
 /* Constant-producing and type ops: Constant, ConstantOfShape, Range, Cast,
- * CastLike, EyeLike, OneHot. */
+ * CastLike, EyeLike, OneHot. Only a float-to-float Cast (or CastLike) has a
+ * gradient: it passes through. */
 #include "../error.h"
 #include "../op.h"
 
@@ -359,6 +360,27 @@ static int cast_forward(OpCtx *c)
     return 0;
 }
 
+/* float32 to float32 is the identity, so the gradient passes through; a
+ * cast to or from an integer type has none (the trainer does not ask). */
+static int cast_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    if (!gin[0] || !gout[0])
+        return 0;
+    const Tensor *x = c->in[0], *y = c->out[0];
+    if (x->dtype != SH_F32 || y->dtype != SH_F32)
+        return op_fail(c, SH_E_UNSUPPORTED, "no gradient flows through a cast from %s to %s",
+                       dtype_name(x->dtype), dtype_name(y->dtype));
+    if (gin[0]->dtype != SH_F32 || gout[0]->dtype != SH_F32 || gin[0]->numel != x->numel ||
+        gout[0]->numel != y->numel)
+        return op_fail(c, SH_E_STATE, "gradients must be float32 with %lld elements",
+                       (long long)x->numel);
+    float *g = tensor_f32(gin[0]);
+    const float *go = tensor_f32(gout[0]);
+    for (int64_t i = 0; i < x->numel; i++)
+        g[i] += go[i];
+    return 0;
+}
+
 /* ---- EyeLike ------------------------------------------------------------ */
 
 static int eye_like_infer(OpCtx *c)
@@ -482,9 +504,9 @@ const OpDef sh_ops_constant[] = {
     {.name = "Range", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .shape_inputs = 0x7u,
      .infer = range_infer, .forward = range_forward},
     {.name = "Cast", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = cast_infer, .forward = cast_forward},
+     .infer = cast_infer, .forward = cast_forward, .backward = cast_backward},
     {.name = "CastLike", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = cast_like_infer, .forward = cast_forward},
+     .infer = cast_like_infer, .forward = cast_forward, .backward = cast_backward},
     {.name = "EyeLike", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = eye_like_infer, .forward = eye_like_forward},
     {.name = "OneHot", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .shape_inputs = 1u << 1,

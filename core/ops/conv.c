@@ -6,6 +6,7 @@
 #include "../op.h"
 #include "kernels.h"
 
+#include <cblas.h>
 #include <string.h>
 
 /* What both ops read from a node: the normalized shape and the output. */
@@ -128,8 +129,7 @@ static int conv_setup(const OpCtx *c, ConvSetup *cs)
     to_spatial3(cs->s.pad, cs->w.pad, nd, 0);
     if ((rc = set_y_shape(c, cs, nd, out)) < 0)
         return rc;
-    ConvPlan p = conv_plan(&cs->s);
-    if (p.algo != CONV_DIRECT && !conv_fits_blas(&cs->s))
+    if (!conv_fits_blas(&cs->s))
         return op_fail(c, SH_E_UNSUPPORTED, "a GEMM of this convolution exceeds BLAS's int sizes");
     return 0;
 }
@@ -149,7 +149,7 @@ static size_t conv_scratch(const OpCtx *c)
     ConvSetup cs;
     if (conv_setup(c, &cs) < 0 || cs.s.n < 0)
         return 0;
-    return conv_plan(&cs.s).scratch_bytes;
+    return conv_scratch_bound(&cs.s);
 }
 
 static int conv_run(OpCtx *c)
@@ -158,7 +158,9 @@ static int conv_run(OpCtx *c)
     int rc = conv_setup(c, &cs);
     if (rc < 0)
         return rc;
-    ConvPlan p = conv_plan(&cs.s);
+    /* the BLAS thread count can change between planning and running;
+     * conv_scratch_bound covered every count */
+    ConvPlan p = conv_plan(&cs.s, openblas_get_num_threads());
     if (c->scratch_bytes < p.scratch_bytes || (p.scratch_bytes && !c->scratch))
         return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", p.scratch_bytes,
                        c->scratch_bytes);

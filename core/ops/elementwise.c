@@ -549,30 +549,396 @@ static int where_forward(OpCtx *c)
     return 0;
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* Gradients walk the output in the runs of a broadcast plan. An input that
+ * advances with the run (step 1) takes its gradient elementwise; a
+ * broadcast one (step 0) takes the sum of the run. Per-channel operands
+ * ([1,C,1,1], [C], [N,T,1]) are long step-0 or step-1 runs, so each is
+ * reduced in one pass without index arithmetic per element. */
+
+/* Handles one run: n output elements from output offset yo, input j
+ * starting at element off[j] and advancing step[j] (0 or 1). */
+typedef void (*GradRunFn)(void *arg, int64_t yo, const int64_t *off, const int *step, int64_t n);
+
+static void bcast_walk(const Shape *out, const Shape *const *in, int n_in, GradRunFn f, void *arg)
+{
+    Bcast plan;
+    bcast_plan(&plan, out, in, n_in);
+    BcastPos p = {0};
+    int step[EW_MAX_IN];
+    for (int j = 0; j < n_in; j++)
+        step[j] = bcast_step(&plan, j);
+    for (int64_t r = 0; r < plan.runs; r++, bcast_next(&plan, &p))
+        f(arg, r * plan.inner, p.off, step, plan.inner);
+}
+
+/* *dst += the sum of EXPR over i in [0, n): blocks of 1024 in eight float
+ * partial sums (a vector register), block totals added in double so long
+ * runs (a scalar operand of 10^7 elements) stay accurate. */
+#define SUM_INTO(dst, n, EXPR)                                                                 \
+    do {                                                                                       \
+        double total_ = 0;                                                                     \
+        for (int64_t b0_ = 0; b0_ < (n); b0_ += 1024) {                                        \
+            int64_t b1_ = b0_ + 1024 < (n) ? b0_ + 1024 : (n), j_ = b0_;                       \
+            float s_[8] = {0};                                                                 \
+            for (; j_ + 8 <= b1_; j_ += 8)                                                     \
+                for (int l_ = 0; l_ < 8; l_++) {                                               \
+                    const int64_t i = j_ + l_;                                                 \
+                    (void)i;                                                                   \
+                    s_[l_] += (EXPR);                                                          \
+                }                                                                              \
+            for (int64_t i = j_; i < b1_; i++)                                                 \
+                s_[0] += (EXPR);                                                               \
+            total_ += ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7])); \
+        }                                                                                      \
+        *(dst) += (float)total_;                                                               \
+    } while (0)
+
+/* dst[i*step] += EXPR over a run: elementwise when step is 1, summed when 0. */
+#define ACCUM_RUN(dst, step, n, EXPR)                                                          \
+    do {                                                                                       \
+        if (step) {                                                                            \
+            for (int64_t i = 0; i < (n); i++)                                                  \
+                (dst)[i] += (EXPR);                                                            \
+        } else {                                                                               \
+            SUM_INTO(dst, n, EXPR);                                                            \
+        }                                                                                      \
+    } while (0)
+
+/* Gradient tensor i if one is wanted; fails on a non-float input or a
+ * gradient that does not match the input. */
+static int grad_of(const OpCtx *c, Tensor **gin, int i, float **out)
+{
+    *out = NULL;
+    if (!gin[i])
+        return 0;
+    if (c->in[i]->dtype != SH_F32)
+        return op_fail(c, SH_E_UNSUPPORTED, "input %d is %s; only float32 inputs have a gradient",
+                       i, dtype_name(c->in[i]->dtype));
+    if (gin[i]->dtype != SH_F32 || gin[i]->numel != c->in[i]->numel)
+        return op_fail(c, SH_E_SHAPE, "gradient of input %d has %lld elements; expected %lld", i,
+                       (long long)gin[i]->numel, (long long)c->in[i]->numel);
+    *out = tensor_f32(gin[i]);
+    return 0;
+}
+
+/* The output gradient, NULL when none flows; fails if it does not match. */
+static int grad_out(const OpCtx *c, Tensor **gout, const float **g)
+{
+    *g = NULL;
+    if (!gout[0])
+        return 0;
+    if (gout[0]->dtype != SH_F32 || gout[0]->numel != c->out[0]->numel)
+        return op_fail(c, SH_E_SHAPE, "output gradient has %lld elements; expected %lld",
+                       (long long)gout[0]->numel, (long long)c->out[0]->numel);
+    *g = tensor_f32(gout[0]);
+    return 0;
+}
+
+/* ---- binary: Add, Sub, Mul, Div, Pow ---- */
+
+typedef struct {
+    const float *g, *y, *a; /* dL/dy, y, input a */
+    const void *b;          /* input b (float, or int64 for Pow's exponent) */
+    float *ga, *gb;         /* accumulated; NULL when not wanted */
+} BinGrad;
+
+/* In EA (dL/da) and EB (dL/db): D = dL/dy, O = y, X0 = a, X1 = b at i. */
+#define D g[i]
+#define O y[i]
+#define X0 a[i * sa_]
+#define X1 b[i * sb_]
+
+#define BIN_GRAD_BODY(EA, EB)                                                                  \
+    do {                                                                                       \
+        if (ga)                                                                                \
+            ACCUM_RUN(ga, sa_, n, EA);                                                         \
+        if (gb)                                                                                \
+            ACCUM_RUN(gb, sb_, n, EB);                                                         \
+    } while (0)
+
+/* Defines a GradRunFn with the four step combinations spelled out as
+ * constants, so each loop is specialized and vectorizes. */
+#define BIN_GRAD(name, TB, EA, EB)                                                             \
+    static void name(void *arg, int64_t yo, const int64_t *off, const int *st, int64_t n)      \
+    {                                                                                          \
+        const BinGrad *p = arg;                                                                \
+        const float *restrict g = p->g + yo, *restrict y = p->y + yo;                          \
+        const float *restrict a = p->a + off[0];                                               \
+        const TB *restrict b = (const TB *)p->b + off[1];                                      \
+        float *ga = p->ga ? p->ga + off[0] : NULL, *gb = p->gb ? p->gb + off[1] : NULL;        \
+        (void)y, (void)a, (void)b;                                                             \
+        if (st[0] && st[1]) {                                                                  \
+            const int sa_ = 1, sb_ = 1;                                                        \
+            BIN_GRAD_BODY(EA, EB);                                                             \
+        } else if (st[0]) {                                                                    \
+            const int sa_ = 1, sb_ = 0;                                                        \
+            BIN_GRAD_BODY(EA, EB);                                                             \
+        } else if (st[1]) {                                                                    \
+            const int sa_ = 0, sb_ = 1;                                                        \
+            BIN_GRAD_BODY(EA, EB);                                                             \
+        } else {                                                                               \
+            const int sa_ = 0, sb_ = 0;                                                        \
+            BIN_GRAD_BODY(EA, EB);                                                             \
+        }                                                                                      \
+    }
+
+BIN_GRAD(add_grad, float, D, D)
+BIN_GRAD(sub_grad, float, D, -D)
+BIN_GRAD(mul_grad, float, D * X1, D * X0)
+/* d(a/b)/db = -a/b^2 = -y/b: no need to read a. */
+BIN_GRAD(div_grad, float, D / X1, -D * O / X1)
+/* d(a^b)/da = b a^(b-1) (0 for b = 0, avoiding 0 * inf at a = 0);
+ * d(a^b)/db = y ln a (0 at a = 0 for b >= 0, like PyTorch; NaN for a < 0). */
+BIN_GRAD(pow_grad, float, X1 == 0 ? 0.0f : D * X1 * powf(X0, X1 - 1.0f),
+         X0 == 0 && X1 >= 0 ? 0.0f : D * O * logf(X0))
+/* An int64 exponent has no gradient; the base's in double like forward. */
+BIN_GRAD(pow_i64_grad, int64_t,
+         X1 == 0 ? 0.0f : D * (float)((double)X1 * pow((double)X0, (double)X1 - 1.0)), 0.0f)
+
+#undef D
+#undef O
+#undef X0
+#undef X1
+
+static int binary_backward(OpCtx *c, Tensor **gout, Tensor **gin, GradRunFn run)
+{
+    BinGrad p = {0};
+    int rc;
+    if ((rc = grad_out(c, gout, &p.g)) < 0 || (rc = grad_of(c, gin, 0, &p.ga)) < 0 ||
+        (rc = grad_of(c, gin, 1, &p.gb)) < 0)
+        return rc;
+    if (!p.g || (!p.ga && !p.gb))
+        return 0;
+    p.y = tensor_f32(c->out[0]);
+    p.a = tensor_f32(c->in[0]);
+    p.b = c->in[1]->data;
+    const Shape *in[2] = {&c->in[0]->shape, &c->in[1]->shape};
+    bcast_walk(&c->out[0]->shape, in, 2, run, &p);
+    return 0;
+}
+
+static int add_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return binary_backward(c, gout, gin, add_grad);
+}
+
+static int sub_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return binary_backward(c, gout, gin, sub_grad);
+}
+
+static int mul_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return binary_backward(c, gout, gin, mul_grad);
+}
+
+static int div_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return binary_backward(c, gout, gin, div_grad);
+}
+
+static int pow_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    const Tensor *a = c->in[0], *b = c->in[1];
+    if (b->dtype == SH_I64) {
+        if (gin[1])
+            return op_fail(c, SH_E_UNSUPPORTED, "input 1 (exponent) is int64; it has no gradient");
+        return binary_backward(c, gout, gin, pow_i64_grad);
+    }
+    /* x^2 (decomposed LayerNorm/variance) with a constant exponent: 2 x d. */
+    if (!gin[1] && gin[0] && gout[0] && a->dtype == SH_F32 && b->numel == 1 &&
+        tensor_get_f(b, 0) == 2.0 && shape_eq(&a->shape, &c->out[0]->shape)) {
+        float *ga;
+        const float *g;
+        int rc;
+        if ((rc = grad_out(c, gout, &g)) < 0 || (rc = grad_of(c, gin, 0, &ga)) < 0)
+            return rc;
+        const float *restrict x = tensor_f32(a);
+        for (int64_t i = 0; i < a->numel; i++)
+            ga[i] += 2.0f * x[i] * g[i];
+        return 0;
+    }
+    return binary_backward(c, gout, gin, pow_grad);
+}
+
+/* ---- variadic: Sum, Mean, Max, Min ---- */
+
+typedef struct {
+    const float *g, *y, *x; /* dL/dy, y, this input */
+    float *gx;              /* this input's gradient; NULL: only mark winners */
+    float scale;            /* Sum 1, Mean 1/n */
+    uint8_t *taken;         /* Max/Min: output element already has its winner */
+} VarGrad;
+
+static void scaled_grad(void *arg, int64_t yo, const int64_t *off, const int *st, int64_t n)
+{
+    const VarGrad *p = arg;
+    const float *restrict g = p->g + yo;
+    const float scale = p->scale;
+    float *gx = p->gx + off[0];
+    ACCUM_RUN(gx, st[0], n, scale * g[i]);
+}
+
+/* The first input equal to y (both NaN counts) wins each element. */
+static void winner_grad(void *arg, int64_t yo, const int64_t *off, const int *st, int64_t n)
+{
+    const VarGrad *p = arg;
+    const float *g = p->g + yo, *y = p->y + yo, *x = p->x + off[0];
+    float *gx = p->gx ? p->gx + off[0] : NULL;
+    uint8_t *taken = p->taken + yo;
+    const int s = st[0];
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i * s];
+        int win = !taken[i] && (v == y[i] || (v != v && y[i] != y[i]));
+        taken[i] |= (uint8_t)win;
+        if (win && gx) {
+            if (s)
+                gx[i] += g[i];
+            else
+                sum += g[i];
+        }
+    }
+    if (gx && !s)
+        *gx += (float)sum;
+}
+
+static int variadic_grad_check(OpCtx *c, Tensor **gout, Tensor **gin, const float **g, int *any)
+{
+    int rc = grad_out(c, gout, g);
+    *any = 0;
+    for (int j = 0; j < c->n_in && rc == 0; j++) {
+        float *gx;
+        rc = grad_of(c, gin, j, &gx);
+        *any |= gx != NULL;
+    }
+    return rc;
+}
+
+static int sum_mean_backward(OpCtx *c, Tensor **gout, Tensor **gin, float scale)
+{
+    VarGrad p = {.scale = scale};
+    int any, rc = variadic_grad_check(c, gout, gin, &p.g, &any);
+    if (rc < 0 || !p.g || !any)
+        return rc;
+    for (int j = 0; j < c->n_in; j++) {
+        if (!gin[j])
+            continue;
+        p.gx = tensor_f32(gin[j]);
+        const Shape *in[1] = {&c->in[j]->shape};
+        bcast_walk(&c->out[0]->shape, in, 1, scaled_grad, &p);
+    }
+    return 0;
+}
+
+static int sum_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return sum_mean_backward(c, gout, gin, 1.0f);
+}
+
+static int mean_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return sum_mean_backward(c, gout, gin, 1.0f / (float)c->n_in);
+}
+
+/* Max/Min: inputs are visited in order and each output element's gradient
+ * goes to the first input holding the winning value (ties: first). */
+static int extremum_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    VarGrad p = {.scale = 1.0f};
+    int any, rc = variadic_grad_check(c, gout, gin, &p.g, &any);
+    if (rc < 0 || !p.g || !any)
+        return rc;
+    int last = c->n_in - 1; /* inputs after the last wanted one need no marking */
+    while (!gin[last])
+        last--;
+    p.y = tensor_f32(c->out[0]);
+    p.taken = c->scratch;
+    memset(p.taken, 0, (size_t)c->out[0]->numel);
+    for (int j = 0; j <= last; j++) {
+        p.x = tensor_f32(c->in[j]);
+        p.gx = gin[j] ? tensor_f32(gin[j]) : NULL;
+        const Shape *in[1] = {&c->in[j]->shape};
+        bcast_walk(&c->out[0]->shape, in, 1, winner_grad, &p);
+    }
+    return 0;
+}
+
+static size_t extremum_bwd_scratch(const OpCtx *c) { return (size_t)c->out[0]->numel; }
+
+#define max_backward extremum_backward
+#define min_backward extremum_backward
+#define max_bwd_scratch extremum_bwd_scratch
+#define min_bwd_scratch extremum_bwd_scratch
+
+/* ---- Where ---- */
+
+typedef struct {
+    const float *g;
+    const uint8_t *cond;
+    float *gx, *gz; /* gradients of inputs 1 (taken where cond) and 2 */
+} WhereGrad;
+
+static void where_grad(void *arg, int64_t yo, const int64_t *off, const int *st, int64_t n)
+{
+    const WhereGrad *p = arg;
+    const float *restrict g = p->g + yo;
+    const uint8_t *restrict cond = p->cond + off[0];
+    const int64_t sc = st[0];
+    if (p->gx) {
+        float *gx = p->gx + off[1];
+        ACCUM_RUN(gx, st[1], n, cond[i * sc] ? g[i] : 0.0f);
+    }
+    if (p->gz) {
+        float *gz = p->gz + off[2];
+        ACCUM_RUN(gz, st[2], n, cond[i * sc] ? 0.0f : g[i]);
+    }
+}
+
+static int where_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    WhereGrad p = {.cond = tensor_u8(c->in[0])};
+    int rc;
+    if ((rc = grad_out(c, gout, &p.g)) < 0 || (rc = grad_of(c, gin, 1, &p.gx)) < 0 ||
+        (rc = grad_of(c, gin, 2, &p.gz)) < 0)
+        return rc;
+    if (!p.g || (!p.gx && !p.gz))
+        return 0;
+    const Shape *in[3] = {&c->in[0]->shape, &c->in[1]->shape, &c->in[2]->shape};
+    bcast_walk(&c->out[0]->shape, in, 3, where_grad, &p);
+    return 0;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 #define BINARY(op, fn, fl)                                                                     \
     {.name = op, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = fl,            \
      .infer = fn##_infer, .forward = fn##_forward}
+#define BINARY_BWD(op, fn, fl)                                                                 \
+    {.name = op, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = fl,            \
+     .infer = fn##_infer, .forward = fn##_forward, .backward = fn##_backward}
 /* Not OP_INPLACE: Sum(x, y, x) folded into x's buffer would read a
  * changed x at its second use. */
-#define VARIADIC(op, fn)                                                                       \
+#define VARIADIC(op, fn, bwd_scratch_fn)                                                       \
     {.name = op, .min_in = 1, .max_in = VARIADIC_MAX_IN, .min_out = 1, .max_out = 1,           \
-     .infer = fn##_infer, .forward = fn##_forward}
+     .infer = fn##_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
+     .bwd_scratch = bwd_scratch_fn}
 
 /* OP_INPLACE where the output has input 0's type; the executor may only
  * alias when input 0 also has the output's shape (not broadcast). */
 const OpDef sh_ops_elementwise[] = {
-    BINARY("Add", add, OP_INPLACE),
-    BINARY("Sub", sub, OP_INPLACE),
-    BINARY("Mul", mul, OP_INPLACE),
-    BINARY("Div", div, OP_INPLACE),
-    BINARY("Pow", pow, OP_INPLACE),
+    BINARY_BWD("Add", add, OP_INPLACE),
+    BINARY_BWD("Sub", sub, OP_INPLACE),
+    BINARY_BWD("Mul", mul, OP_INPLACE),
+    BINARY_BWD("Div", div, OP_INPLACE),
+    BINARY_BWD("Pow", pow, OP_INPLACE),
     BINARY("Mod", mod, OP_INPLACE),
-    VARIADIC("Max", max),
-    VARIADIC("Min", min),
-    VARIADIC("Sum", sum),
-    VARIADIC("Mean", mean),
+    VARIADIC("Max", max, extremum_bwd_scratch),
+    VARIADIC("Min", min, extremum_bwd_scratch),
+    VARIADIC("Sum", sum, NULL),
+    VARIADIC("Mean", mean, NULL),
     BINARY("Equal", equal, 0),
     BINARY("Greater", greater, 0),
     BINARY("Less", less, 0),
@@ -584,6 +950,6 @@ const OpDef sh_ops_elementwise[] = {
     {.name = "Not", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
      .infer = not_infer, .forward = not_forward},
     {.name = "Where", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = where_infer,
-     .forward = where_forward},
+     .forward = where_forward, .backward = where_backward},
     {.name = NULL},
 };

@@ -50,23 +50,33 @@ typedef enum {
     CONV_DIRECT,     /* one input channel per group (depthwise, cin 1): direct loop */
     CONV_GEMM_IMAGE, /* per image and group: im2col (skipped when pointwise) + sgemm into y */
     CONV_GEMM_BATCH, /* per chunk of images and group: one im2col + one sgemm + copy to NCHW */
+    CONV_GEMM_SHIFT, /* stride-1 "same" 1-D/2-D convs: no im2col; per chunk of images, one
+                        sgemm per kernel tap over shifted views of a zero-separated copy */
 } ConvAlgo;
 
 typedef struct {
     ConvAlgo algo;
-    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH */
+    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH and CONV_GEMM_SHIFT */
     size_t scratch_bytes;
 } ConvPlan;
 
-/* The batch algorithm keeps its im2col and GEMM output under this. */
+/* The batch algorithms keep their buffers under this. */
 #define CONV_BATCH_SCRATCH_CAP ((size_t)32 << 20)
 
-/* The algorithm conv_forward uses for s. */
-ConvPlan conv_plan(const ConvShape *s);
+/* Whether CONV_GEMM_SHIFT can run s. */
+bool conv_shift_ok(const ConvShape *s);
+
+/* The algorithm for s when BLAS runs threads threads. Plans stop changing
+ * above CONV_PLAN_MAX_THREADS, so conv_scratch_bound covers every count:
+ * size scratch with it at plan time, pick the plan at run time. */
+#define CONV_PLAN_MAX_THREADS 4
+ConvPlan conv_plan(const ConvShape *s, int threads);
+size_t conv_scratch_bound(const ConvShape *s);
 /* A plan with a forced algorithm (timing, tests); chunk <= 0 picks the
- * largest chunk under the scratch cap. DIRECT needs cin/group == 1. */
+ * largest chunk under the scratch cap. DIRECT needs cin/group == 1, SHIFT
+ * conv_shift_ok. */
 ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk);
-/* Whether the GEMM dimensions of s fit BLAS's int arguments. */
+/* Whether the GEMM dimensions of s's plans fit BLAS's int arguments. */
 bool conv_fits_blas(const ConvShape *s);
 
 /* y = conv(x, w) + b (b may be NULL), then max(0, .) if relu.

@@ -3,12 +3,15 @@
  * for one input channel per group (depthwise), and ConvTranspose as sgemm +
  * col2im. Shapes are normalized to three spatial dims (kernels.h). */
 #include "kernels.h"
+#include "kernels_simd.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
 static int64_t prod3(const int64_t *d) { return d[0] * d[1] * d[2]; }
+
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -27,39 +30,6 @@ static void valid_range(int64_t *lo, int64_t *hi, int64_t off, int64_t stride, i
     b = b > n_out ? n_out : b;
     *lo = a;
     *hi = b < a ? a : b;
-}
-
-/* Eight floats at any alignment; GCC and clang lower it to AVX or SSE
- * moves, so short copies need no libc call (im2col makes millions of them
- * on small images, and the call overhead dominated). */
-typedef float f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int32_t i32x8 __attribute__((vector_size(32), aligned(4), may_alias));
-
-static inline void copy_f32(float *restrict dst, const float *restrict src, int64_t n)
-{
-    if (n >= 256) {
-        memcpy(dst, src, (size_t)n * sizeof *dst);
-        return;
-    }
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i);
-    for (; i < n; i++)
-        dst[i] = src[i];
-}
-
-static inline void zero_f32(float *dst, int64_t n)
-{
-    if (n >= 256) {
-        memset(dst, 0, (size_t)n * sizeof *dst);
-        return;
-    }
-    const f32x8 z = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        *(f32x8 *)(dst + i) = z;
-    for (; i < n; i++)
-        dst[i] = 0.0f;
 }
 
 /* 1x1 kernel, stride 1, no padding: the input already is the column matrix. */
@@ -219,27 +189,10 @@ void col2im_add(float *x, const float *col, int64_t ldc, int64_t c, const ConvSh
     }
 }
 
-/* dst[i] = src[i] + bv, then max(0, .) if relu; dst may equal src. Eight
- * wide by hand: GCC's -O2 does not vectorize loops of unknown length. */
+/* dst[i] = src[i] + bv, then max(0, .) if relu; dst may equal src. */
 static void add_bias_relu(float *dst, const float *src, int64_t n, float bv, int relu)
 {
-    const f32x8 b8 = {bv, bv, bv, bv, bv, bv, bv, bv}, z8 = {0};
-    int64_t i = 0;
-    if (relu) {
-        for (; i + 8 <= n; i += 8) {
-            f32x8 v = *(const f32x8 *)(src + i) + b8;
-            *(i32x8 *)(dst + i) = (i32x8)v & (v > z8); /* the mask keeps positives */
-        }
-        for (; i < n; i++) {
-            float v = src[i] + bv;
-            dst[i] = v > 0.0f ? v : 0.0f;
-        }
-    } else {
-        for (; i + 8 <= n; i += 8)
-            *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i) + b8;
-        for (; i < n; i++)
-            dst[i] = src[i] + bv;
-    }
+    affine_relu_f32(dst, src, n, 1.0f, bv, relu);
 }
 
 /* y[r][0..cols) = max(0?, y + b[r]) for rows r; b may be NULL. */
@@ -296,15 +249,13 @@ static void pad_plane(float *xp, const float *x, const ConvShape *s)
 static bool padded_im2col_ok(const ConvShape *s)
 {
     return s->in[0] == 1 && s->out[0] == 1 && s->k[0] == 1 && s->stride[1] == 1 &&
-           s->stride[2] == 1 && s->out[2] < 32;
+           s->stride[2] == 1 && s->out[2] < 12;
 }
 
 static int64_t padded_image_floats(const ConvShape *s)
 {
     return padded_im2col_ok(s) ? s->cin / s->group * padded_h(s) * padded_w(s) : 0;
 }
-
-typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias));
 
 /* n floats, n small: whole vectors, the last one overlapping the previous. */
 static inline void copy_row(float *restrict dst, const float *restrict src, int64_t n)
@@ -345,6 +296,64 @@ void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape 
             }
 }
 
+/* ---- implicit GEMM over shifted views ("shift") ----------------------
+ * For a stride-1 conv whose output has the input's size, copy a chunk of
+ * images per channel into one buffer where rows are separated by zw zero
+ * columns and images by zh zero rows. Then the input of every kernel tap
+ * (kh, kw) for output position q of the chunk's grid is element q + off(t)
+ * of that buffer: tap t's operand is a plain strided matrix [cin, n] and
+ * the conv is KH*KW accumulating sgemms, with no im2col at all. The grid
+ * also covers the zero separators, computed and dropped on the way out:
+ * (IH+zh)(IW+zw)/(IH*IW) times the useful work (1.07 at 28x28 for 3x3,
+ * 1.31 at 7x7), which costs less than im2col's nine-fold copy and,
+ * unlike im2col, is all done by (multi-threaded) BLAS. */
+typedef struct {
+    int64_t zh, zw;     /* zero rows between images, zero columns between rows */
+    int64_t rs, rows;   /* row stride IW+zw; grid rows per image IH+zh */
+    int64_t chan;       /* buffer floats per channel */
+} ShiftLayout;
+
+bool conv_shift_ok(const ConvShape *s)
+{
+    if (s->in[0] != 1 || s->k[0] != 1 || s->out[1] != s->in[1] || s->out[2] != s->in[2] ||
+        s->stride[1] != 1 || s->stride[2] != 1)
+        return false;
+    /* same-size output means pad + pad_end = (k-1)*dil; both must be >= 0 */
+    for (int a = 1; a < 3; a++)
+        if (s->pad[a] < 0 || s->pad[a] > (s->k[a] - 1) * s->dil[a])
+            return false;
+    return true;
+}
+
+static ShiftLayout shift_layout(const ConvShape *s, int64_t chunk)
+{
+    ShiftLayout l;
+    const int64_t eh = (s->k[1] - 1) * s->dil[1] - s->pad[1], ew = (s->k[2] - 1) * s->dil[2] - s->pad[2];
+    l.zh = s->pad[1] > eh ? s->pad[1] : eh;
+    l.zw = s->pad[2] > ew ? s->pad[2] : ew;
+    l.rs = s->in[2] + l.zw;
+    l.rows = s->in[1] + l.zh;
+    /* top separator, the images, reads past the last image's last row */
+    l.chan = (l.zh + chunk * l.rows + 2) * l.rs + 2 * l.zw;
+    return l;
+}
+
+/* Grid columns of a chunk of cnt images: up to the last image's last row. */
+static int64_t shift_n(const ShiftLayout *l, const ConvShape *s, int64_t cnt)
+{
+    return ((cnt - 1) * l->rows + s->in[1]) * l->rs;
+}
+
+static int64_t shift_wt_floats(const ConvShape *s) { return s->cout * (s->cin / s->group) * prod3(s->k); }
+
+static size_t shift_scratch(const ConvShape *s, int64_t chunk)
+{
+    const ShiftLayout l = shift_layout(s, chunk);
+    return align64((size_t)shift_wt_floats(s) * sizeof(float)) +
+           align64((size_t)(s->cin / s->group * s->k[2] * l.chan) * sizeof(float)) +
+           (size_t)(s->cout / s->group * shift_n(&l, s, chunk)) * sizeof(float);
+}
+
 /* ---- plans ----------------------------------------------------------- */
 
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
@@ -353,7 +362,10 @@ static int64_t gemm_k(const ConvShape *s) { return s->cin / s->group * prod3(s->
 
 bool conv_fits_blas(const ConvShape *s)
 {
-    return fits_int(gemm_k(s)) && fits_int(prod3(s->out)) && fits_int(s->cout / s->group);
+    if (s->cin / s->group == 1 && s->cout / s->group < 4) /* the direct loop: no BLAS */
+        return true;
+    /* prod3(out) * 2 leaves room for the shift algorithm's separators */
+    return fits_int(gemm_k(s)) && fits_int(prod3(s->out) * 2 + 64) && fits_int(s->cout / s->group);
 }
 
 /* Scratch floats per image of the batch algorithm: its im2col columns and
@@ -362,8 +374,6 @@ static int64_t batch_floats_per_image(const ConvShape *s)
 {
     return (gemm_k(s) + s->cout / s->group) * prod3(s->out);
 }
-
-static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
 {
@@ -381,6 +391,20 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
             p.scratch_bytes = align64((size_t)(gemm_k(s) * P) * sizeof(float)) +
                               (size_t)padded_image_floats(s) * sizeof(float);
         break;
+    case CONV_GEMM_SHIFT: {
+        const ShiftLayout one = shift_layout(s, 1);
+        const int64_t per = (s->cin / s->group * one.rows * one.rs + s->cout / s->group * one.rows * one.rs) *
+                            (int64_t)sizeof(float);
+        if (chunk <= 0)
+            chunk = per > 0 ? (int64_t)(CONV_BATCH_SCRATCH_CAP / (size_t)per) : s->n;
+        chunk = chunk > s->n ? s->n : chunk;
+        chunk = chunk < 1 ? 1 : chunk;
+        while (chunk > 1 && !fits_int(shift_layout(s, chunk).chan))
+            chunk /= 2;
+        p.chunk = chunk;
+        p.scratch_bytes = shift_scratch(s, chunk);
+        break;
+    }
     case CONV_GEMM_BATCH: {
         int64_t per = batch_floats_per_image(s) * (int64_t)sizeof(float);
         if (chunk <= 0) {
@@ -401,27 +425,56 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
     return p;
 }
 
-/* Measured with tests/tools/conv_timing on Fashion-MNIST sized layers
- * (batch 64, 1 and 2 BLAS threads): GEMMs with N around 400-800 columns run
- * best; narrower ones (small images) waste BLAS, wider ones (whole-batch
- * GEMMs, im2col over many images) fall out of cache and lose more than
- * they gain even on 2 threads. So images are grouped until N reaches this. */
-#define CONV_TARGET_N 512
-
-ConvPlan conv_plan(const ConvShape *s)
+/* The choices below were measured with tests/tools/conv_timing on
+ * Fashion-MNIST sized layers (batch 64, 3x3, 16-128 channels, 28x28 to
+ * 7x7) on 1 and 2 BLAS threads:
+ * - shift beats im2col wherever it applies (im2col's nine-fold copy is
+ *   serial work of ours; shift leaves everything to BLAS), except on 7x7
+ *   images with one thread, where its separators waste more than im2col
+ *   costs;
+ * - one thread wants small GEMMs that stay in L1/L2 (about 256 columns);
+ *   more threads want wide ones to split (about 1024 columns per thread);
+ * - im2col GEMMs run best with about 512 columns per thread. */
+static int64_t chunk_for(int64_t target_n, int64_t per_image, int64_t n)
 {
-    const int64_t P = prod3(s->out), cout_g = s->cout / s->group;
+    int64_t c = per_image > 0 ? (target_n + per_image - 1) / per_image : 1;
+    return c > n ? (n > 0 ? n : 1) : c;
+}
+
+ConvPlan conv_plan(const ConvShape *s, int threads)
+{
+    const int64_t P = prod3(s->out), cin_g = s->cin / s->group, cout_g = s->cout / s->group;
+    threads = threads < 1 ? 1 : threads > CONV_PLAN_MAX_THREADS ? CONV_PLAN_MAX_THREADS : threads;
     /* depthwise (or nearly): a GEMM with M of 1-3 rows is mostly overhead */
-    if (s->cin / s->group == 1 && cout_g < 4)
+    if (cin_g == 1 && cout_g < 4)
         return conv_plan_with(s, CONV_DIRECT, 0);
-    int64_t chunk = P > 0 ? (CONV_TARGET_N + P - 1) / P : 1;
-    chunk = chunk > s->n ? s->n : chunk;
+    /* shift needs enough input channels: each tap's GEMM has K = cin/group */
+    if (conv_shift_ok(s) && cin_g >= 8 && !is_pointwise(s) && P > 0) {
+        const ShiftLayout l = shift_layout(s, 1);
+        const bool wasteful = l.rows * l.rs * 5 > P * 6; /* separators > 20% */
+        if (threads > 1 || !wasteful) {
+            const int64_t target = threads > 1 ? 1024 * threads : 256;
+            ConvPlan p = conv_plan_with(s, CONV_GEMM_SHIFT, chunk_for(target, l.rows * l.rs, s->n));
+            return p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP ? p : conv_plan_with(s, CONV_GEMM_SHIFT, 0);
+        }
+    }
+    const int64_t chunk = chunk_for(512 * threads, P, s->n);
     if (chunk <= 1)
         return conv_plan_with(s, CONV_GEMM_IMAGE, 0);
     ConvPlan p = conv_plan_with(s, CONV_GEMM_BATCH, chunk);
     if (p.scratch_bytes > CONV_BATCH_SCRATCH_CAP)
         p = conv_plan_with(s, CONV_GEMM_BATCH, 0);
     return p.chunk > 1 ? p : conv_plan_with(s, CONV_GEMM_IMAGE, 0);
+}
+
+size_t conv_scratch_bound(const ConvShape *s)
+{
+    size_t most = 0;
+    for (int t = 1; t <= CONV_PLAN_MAX_THREADS; t++) {
+        size_t b = conv_plan(s, t).scratch_bytes;
+        most = b > most ? b : most;
+    }
+    return most;
 }
 
 /* ---- forward --------------------------------------------------------- */
@@ -483,7 +536,7 @@ static void direct_plane(float *y, const float *xp, const float *w, float bias, 
             off[t] = kh * s->dil[1] * PW + kw * s->dil[2];
     int64_t q = 0;
     for (; q + 8 <= n; q += 8) {
-        f32x8 acc = {bias, bias, bias, bias, bias, bias, bias, bias};
+        f32x8 acc = F32X8_SPLAT(bias);
         for (int64_t t = 0; t < taps; t++)
             acc += w[t] * *(const f32x8 *)(xp + q + off[t]);
         *(f32x8 *)(grid + q) = acc;
@@ -586,6 +639,66 @@ static void conv_gemm_batch(float *y, const float *x, const float *w, const floa
     }
 }
 
+#include <stdlib.h>
+static void conv_gemm_shift(float *y, const float *x, const float *w, const float *b,
+                            const ConvShape *s, int64_t chunk, int relu, float *scratch)
+{
+    const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group, taps = s->k[1] * s->k[2];
+    const int64_t IH = s->in[1], IW = s->in[2], in_sp = IH * IW, KH = s->k[1], KW = s->k[2];
+    const int expand = getenv("SH_SHIFT_EXPAND") != NULL;
+    const int64_t E = expand ? KW : 1; /* kw taps folded into K */
+    const ShiftLayout l = shift_layout(s, chunk);
+    float *wt = scratch;
+    float *buf = wt + align64((size_t)shift_wt_floats(s) * sizeof(float)) / sizeof(float);
+    float *out = buf + align64((size_t)(cin_g * E * l.chan) * sizeof(float)) / sizeof(float);
+    /* weights: wt[g][kh][kw/E][co][ci][kw%E] */
+    for (int64_t g = 0; g < s->group; g++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++)
+                for (int64_t co = 0; co < cout_g; co++)
+                    for (int64_t ci = 0; ci < cin_g; ci++) {
+                        int64_t blk = (g * KH + kh) * (KW / E) + kw / E;
+                        wt[((blk * cout_g + co) * cin_g + ci) * E + kw % E] =
+                            w[((g * cout_g + co) * cin_g + ci) * taps + kh * KW + kw];
+                    }
+    memset(buf, 0, (size_t)(cin_g * E * l.chan) * sizeof *buf);
+    for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
+        const int64_t cnt = s->n - n0 < chunk ? s->n - n0 : chunk, n = shift_n(&l, s, cnt);
+        for (int64_t g = 0; g < s->group; g++) {
+            for (int64_t ci = 0; ci < cin_g; ci++) {
+                float *base = buf + ci * E * l.chan;
+                for (int64_t j = 0; j < cnt; j++) {
+                    const float *xs = x + ((n0 + j) * s->cin + g * cin_g + ci) * in_sp;
+                    float *dst = base + (l.zh + j * l.rows) * l.rs + l.zw;
+                    for (int64_t r = 0; r < IH; r++)
+                        copy_f32(dst + r * l.rs, xs + r * IW, IW);
+                }
+                for (int64_t e = 1; e < E; e++) {
+                    const int64_t sh = e * s->dil[2];
+                    memcpy(base + e * l.chan, base + sh, (size_t)(l.chan - sh) * sizeof(float));
+                }
+            }
+            const int64_t Kb = cin_g * E;
+            for (int64_t kh = 0, blk = 0; kh < KH; kh++)
+                for (int64_t kw = 0; kw < KW; kw += E, blk++) {
+                    const int64_t off = (l.zh + kh * s->dil[1] - s->pad[1]) * l.rs + l.zw + kw * s->dil[2] - s->pad[2];
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)n, (int)Kb, 1.0f,
+                                wt + (g * KH * (KW / E) + blk) * cout_g * Kb, (int)Kb, buf + off, (int)l.chan,
+                                blk ? 1.0f : 0.0f, out, (int)n);
+                }
+            for (int64_t co = 0; co < cout_g; co++) {
+                const float bv = b ? b[g * cout_g + co] : 0.0f;
+                for (int64_t j = 0; j < cnt; j++) {
+                    float *yc = y + ((n0 + j) * s->cout + g * cout_g + co) * in_sp;
+                    const float *oc = out + co * n + j * l.rows * l.rs;
+                    for (int64_t r = 0; r < IH; r++)
+                        add_bias_relu(yc + r * IW, oc + r * l.rs, IW, bv, relu);
+                }
+            }
+        }
+    }
+}
+
 void conv_forward(float *y, const float *x, const float *w, const float *b, const ConvShape *s,
                   const ConvPlan *p, int relu, float *scratch)
 {
@@ -609,6 +722,9 @@ void conv_forward(float *y, const float *x, const float *w, const float *b, cons
         break;
     case CONV_GEMM_BATCH:
         conv_gemm_batch(y, x, w, b, s, p->chunk, relu, scratch);
+        break;
+    case CONV_GEMM_SHIFT:
+        conv_gemm_shift(y, x, w, b, s, p->chunk, relu, scratch);
         break;
     }
 }

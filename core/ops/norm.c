@@ -4,6 +4,7 @@
  * pass y = x*a + b. */
 #include "../error.h"
 #include "../op.h"
+#include "kernels_simd.h"
 
 #include <math.h>
 #include <string.h>
@@ -53,13 +54,8 @@ static void affine_planes(float *y, const float *x, const float *a, const float 
                           int64_t ch, int64_t sp)
 {
     for (int64_t i = 0; i < n; i++)
-        for (int64_t k = 0; k < ch; k++) {
-            const float *restrict xp = x + (i * ch + k) * sp;
-            float *restrict yp = y + (i * ch + k) * sp;
-            const float av = a[k], bv = b[k];
-            for (int64_t j = 0; j < sp; j++)
-                yp[j] = xp[j] * av + bv;
-        }
+        for (int64_t k = 0; k < ch; k++)
+            affine_relu_f32(y + (i * ch + k) * sp, x + (i * ch + k) * sp, sp, a[k], b[k], 0);
 }
 
 static int64_t numel_macs(const OpCtx *c) { return c->in[0]->numel; }
@@ -366,9 +362,7 @@ static int in_run(OpCtx *c)
             for (int64_t j = 0; j < sp; j++)
                 sq += (xp[j] - m) * (xp[j] - m);
             const double inv = 1.0 / sqrt((sp ? sq / (double)sp : 0) + eps);
-            const float a = (float)(scale[k] * inv), b = (float)(bias[k] - m * scale[k] * inv);
-            for (int64_t j = 0; j < sp; j++)
-                yp[j] = xp[j] * a + b;
+            affine_relu_f32(yp, xp, sp, (float)(scale[k] * inv), (float)(bias[k] - m * scale[k] * inv), 0);
         }
     return 0;
 }

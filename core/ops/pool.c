@@ -3,6 +3,7 @@
 #include "../error.h"
 #include "../op.h"
 #include "kernels.h"
+#include "kernels_simd.h"
 
 #include <float.h>
 #include <math.h>
@@ -108,9 +109,16 @@ typedef struct {
     int64_t *lo[3], *hi[3], *padded[3];
 } PoolRanges;
 
+/* The output ranges of every axis, then one input row of accumulators. */
 static size_t ranges_bytes(const PoolShape *s)
 {
-    return (size_t)(3 * (s->out[0] + s->out[1] + s->out[2])) * sizeof(int64_t);
+    return (size_t)(3 * (s->out[0] + s->out[1] + s->out[2])) * sizeof(int64_t) +
+           (size_t)(s->in[2] + 8) * sizeof(float);
+}
+
+static float *acc_row(const PoolShape *s, void *scratch)
+{
+    return (float *)(void *)((int64_t *)scratch + 3 * (s->out[0] + s->out[1] + s->out[2]));
 }
 
 static void ranges_fill(PoolRanges *r, const PoolShape *s, int64_t *mem)
@@ -176,44 +184,92 @@ static void maxpool_run(float *y, int64_t *indices, const float *x, const PoolSh
     }
 }
 
-static void sumpool_run(float *y, const float *x, const PoolShape *s, const PoolRanges *r,
-                        PoolKind kind, int count_include_pad, double p)
+/* i32 mask blend: where k, a, else b */
+static inline f32x8 select8(i32x8 k, f32x8 a, f32x8 b) { return (f32x8)(((i32x8)a & k) | ((i32x8)b & ~k)); }
+
+/* acc[i] op= row[i] for a whole input row, eight wide */
+static void accumulate_row(float *acc, const float *row, int64_t n, PoolKind kind, double p, bool first)
+{
+    int64_t i = 0;
+    if (first && kind == POOL_MAX) {
+        copy_f32(acc, row, n);
+        return;
+    }
+    if (kind == POOL_MAX) {
+        for (; i + 8 <= n; i += 8) {
+            f32x8 v = *(const f32x8 *)(row + i), m = *(const f32x8 *)(acc + i);
+            *(f32x8 *)(acc + i) = select8(v > m, v, m);
+        }
+        for (; i < n; i++)
+            acc[i] = row[i] > acc[i] ? row[i] : acc[i];
+    } else if (kind == POOL_AVG) {
+        for (; i + 8 <= n; i += 8)
+            *(f32x8 *)(acc + i) += *(const f32x8 *)(row + i);
+        for (; i < n; i++)
+            acc[i] += row[i];
+    } else if (p == 2.0) {
+        for (; i + 8 <= n; i += 8) {
+            f32x8 v = *(const f32x8 *)(row + i);
+            *(f32x8 *)(acc + i) += v * v;
+        }
+        for (; i < n; i++)
+            acc[i] += row[i] * row[i];
+    } else {
+        for (; i < n; i++)
+            acc[i] += p == 1.0 ? fabsf(row[i]) : powf(fabsf(row[i]), (float)p);
+    }
+}
+
+/* Max (without indices), average and Lp pooling, rows then columns: for
+ * each output row, the window's valid input rows are reduced into one row
+ * acc (eight wide, each input row read once per window row that uses it),
+ * then each output reduces its valid kernel columns of acc. */
+static void pool_rows(float *y, const float *x, const PoolShape *s, const PoolRanges *r,
+                      PoolKind kind, int count_include_pad, double p, float *acc)
 {
     const int64_t in_vol = prod3(s->in), IH = s->in[1], IW = s->in[2];
-    const float pf = (float)p;
+    const int64_t OW = s->out[2], sw = s->stride[2], dw = s->dil[2];
     for (int64_t plane = 0; plane < s->n * s->c; plane++) {
         const float *xp = x + plane * in_vol;
         for (int64_t od = 0; od < s->out[0]; od++)
-            for (int64_t oh = 0; oh < s->out[1]; oh++)
-                for (int64_t ow = 0; ow < s->out[2]; ow++) {
-                    const int64_t sd = od * s->stride[0] - s->pad[0], sh = oh * s->stride[1] - s->pad[1];
-                    const int64_t sw = ow * s->stride[2] - s->pad[2];
-                    float acc = 0.0f;
-                    for (int64_t kd = r->lo[0][od]; kd < r->hi[0][od]; kd++)
-                        for (int64_t kh = r->lo[1][oh]; kh < r->hi[1][oh]; kh++) {
-                            const float *row = xp + ((sd + kd * s->dil[0]) * IH + sh + kh * s->dil[1]) * IW + sw;
-                            for (int64_t kw = r->lo[2][ow]; kw < r->hi[2][ow]; kw++) {
-                                const float v = row[kw * s->dil[2]];
-                                if (kind == POOL_AVG)
-                                    acc += v;
-                                else if (p == 2.0)
-                                    acc += v * v;
-                                else if (p == 1.0)
-                                    acc += fabsf(v);
-                                else
-                                    acc += powf(fabsf(v), pf);
-                            }
-                        }
+            for (int64_t oh = 0; oh < s->out[1]; oh++, y += OW) {
+                const int64_t sd = od * s->stride[0] - s->pad[0], sh = oh * s->stride[1] - s->pad[1];
+                const int64_t rows = (r->hi[0][od] - r->lo[0][od]) * (r->hi[1][oh] - r->lo[1][oh]);
+                if (rows == 0) { /* the window holds no input: nothing to reduce */
+                    for (int64_t ow = 0; ow < OW; ow++)
+                        y[ow] = kind == POOL_MAX ? -FLT_MAX : 0.0f;
+                    continue;
+                }
+                if (kind != POOL_MAX)
+                    zero_f32(acc, IW);
+                bool first = true;
+                for (int64_t kd = r->lo[0][od]; kd < r->hi[0][od]; kd++)
+                    for (int64_t kh = r->lo[1][oh]; kh < r->hi[1][oh]; kh++, first = false)
+                        accumulate_row(acc, xp + ((sd + kd * s->dil[0]) * IH + sh + kh * s->dil[1]) * IW, IW, kind, p,
+                                       first);
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    const int64_t lo = r->lo[2][ow], hi = r->hi[2][ow];
+                    const float *a = acc + ow * sw - s->pad[2];
+                    if (kind == POOL_MAX) {
+                        float m = lo < hi ? a[lo * dw] : -FLT_MAX;
+                        for (int64_t kw = lo + 1; kw < hi; kw++)
+                            m = a[kw * dw] > m ? a[kw * dw] : m;
+                        y[ow] = m;
+                        continue;
+                    }
+                    float sum = 0.0f;
+                    for (int64_t kw = lo; kw < hi; kw++)
+                        sum += a[kw * dw];
                     if (kind == POOL_AVG) {
                         int64_t n = count_include_pad
                                         ? r->padded[0][od] * r->padded[1][oh] * r->padded[2][ow]
-                                        : (r->hi[0][od] - r->lo[0][od]) * (r->hi[1][oh] - r->lo[1][oh]) *
-                                              (r->hi[2][ow] - r->lo[2][ow]);
-                        *y++ = n ? acc / (float)n : 0.0f;
+                                        : rows * (hi - lo);
+                        y[ow] = n ? sum / (float)n : 0.0f;
                     } else {
-                        *y++ = p == 2.0 ? sqrtf(acc) : p == 1.0 ? acc : powf(acc, 1.0f / pf);
+                        y[ow] = p == 2.0 ? sqrtf(sum) : p == 1.0 ? sum : powf(sum, (float)(1.0 / p));
                     }
                 }
+            }
     }
 }
 
@@ -260,7 +316,10 @@ static int maxpool_run_op(OpCtx *c)
     ranges_fill(&r, &ps.s, mem);
     int64_t *indices = wants_output(c, 1) && c->out[1]->data ? tensor_i64(c->out[1]) : NULL;
     if (c->in[0]->dtype == SH_F32) {
-        maxpool_run(tensor_f32(c->out[0]), indices, tensor_f32(c->in[0]), &ps.s, &r, ps.col_major);
+        if (indices)
+            maxpool_run(tensor_f32(c->out[0]), indices, tensor_f32(c->in[0]), &ps.s, &r, ps.col_major);
+        else
+            pool_rows(tensor_f32(c->out[0]), tensor_f32(c->in[0]), &ps.s, &r, POOL_MAX, 0, 0, acc_row(&ps.s, mem));
         return 0;
     }
     float *xf = (float *)(void *)((char *)c->scratch + ranges_bytes(&ps.s));
@@ -269,7 +328,10 @@ static int maxpool_run_op(OpCtx *c)
     uint8_t *yu = tensor_u8(c->out[0]);
     for (int64_t i = 0; i < c->in[0]->numel; i++)
         xf[i] = xu[i];
-    maxpool_run(yf, indices, xf, &ps.s, &r, ps.col_major);
+    if (indices)
+        maxpool_run(yf, indices, xf, &ps.s, &r, ps.col_major);
+    else
+        pool_rows(yf, xf, &ps.s, &r, POOL_MAX, 0, 0, acc_row(&ps.s, mem));
     for (int64_t i = 0; i < c->out[0]->numel; i++)
         yu[i] = (uint8_t)yf[i];
     return 0;
@@ -307,7 +369,8 @@ static int sumpool_run_op(OpCtx *c, PoolKind kind)
         return rc;
     PoolRanges r;
     ranges_fill(&r, &ps.s, c->scratch);
-    sumpool_run(tensor_f32(c->out[0]), tensor_f32(c->in[0]), &ps.s, &r, kind, ps.count_include_pad, ps.p);
+    pool_rows(tensor_f32(c->out[0]), tensor_f32(c->in[0]), &ps.s, &r, kind, ps.count_include_pad, ps.p,
+              acc_row(&ps.s, c->scratch));
     return 0;
 }
 

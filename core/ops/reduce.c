@@ -376,12 +376,143 @@ static int reduce_forward(OpCtx *c, ReduceKind kind)
     return 0;
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* dL/dx[i] = coef[o] * h(x[i], y[o]) where o is the output element x[i]
+ * folds into. coef (in scratch, one per output) holds everything that
+ * depends only on o, so the walk does no division: Sum g, Mean g/count,
+ * SumSquare 2g, L2 g/y, L1 g, LogSum g/e^y, LogSumExp g (times e^(x-y)),
+ * Max/Min g to the first element equal to y. */
+typedef struct {
+    ReduceKind kind;
+    const float *coef0, *y0; /* per output, indexed alike */
+    const float *x0;         /* base of x: a run's offset in it is its offset in gx */
+    float *gx0;
+    uint8_t *taken0;         /* Max/Min: the output already gave its gradient */
+} ReduceGrad;
+
+/* gx[i] += EXPR with v = x[i], cf and yv the coef and y of i's output. */
+#define REDUCE_GRAD_LOOP(EXPR)                                                                 \
+    do {                                                                                       \
+        if (inner_reduced) {                                                                   \
+            const float cf = coef[0], yv = y[0];                                               \
+            (void)yv;                                                                          \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                const float v = x[i];                                                          \
+                (void)v;                                                                       \
+                gx[i] += (EXPR);                                                               \
+            }                                                                                  \
+        } else {                                                                               \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                const float cf = coef[i], yv = y[i], v = x[i];                                 \
+                (void)yv, (void)v;                                                             \
+                gx[i] += (EXPR);                                                               \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+/* First element equal to the extremum (NaN matches NaN) takes the gradient. */
+static void extremum_grad_run(float *gx, const float *x, const float *y, const float *coef,
+                              uint8_t *taken, int64_t n, int inner_reduced)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = inner_reduced ? 0 : i;
+        float v = x[i];
+        if (!taken[k] && (v == y[k] || (v != v && y[k] != y[k]))) {
+            taken[k] = 1;
+            gx[i] += coef[k];
+        }
+    }
+}
+
+static void grad_run(void *acc, const void *x_, int64_t n, int inner_reduced, const void *arg)
+{
+    const ReduceGrad *a = arg;
+    const float *restrict coef = acc, *restrict x = x_;
+    int64_t o = coef - a->coef0;
+    const float *restrict y = a->y0 + o;
+    float *gx = a->gx0 + (x - a->x0);
+    switch (a->kind) {
+    case R_SUM:
+    case R_MEAN:
+    case R_LOG_SUM: REDUCE_GRAD_LOOP(cf); break;
+    case R_SUM_SQUARE:
+    case R_L2: REDUCE_GRAD_LOOP(cf * v); break;
+    case R_L1: REDUCE_GRAD_LOOP(v > 0 ? cf : v < 0 ? -cf : 0.0f); break;
+    case R_LOG_SUM_EXP: REDUCE_GRAD_LOOP(cf * expf(v - yv)); break;
+    case R_MAX:
+    case R_MIN: extremum_grad_run(gx, x, y, coef, a->taken0 + o, n, inner_reduced); break;
+    default: break;
+    }
+}
+
+static float grad_coef(ReduceKind kind, float g, float y, int64_t count)
+{
+    switch (kind) {
+    case R_MEAN: return (float)((double)g / (double)count);
+    case R_SUM_SQUARE: return 2.0f * g;
+    case R_L2: return y != 0 ? g / y : 0.0f; /* all-zero slice: 0, like PyTorch */
+    case R_LOG_SUM: return g / expf(y);
+    default: return g;
+    }
+}
+
+static size_t reduce_bwd_scratch(const OpCtx *c, ReduceKind kind)
+{
+    size_t n = (size_t)c->out[0]->numel;
+    return n * sizeof(float) + (kind == R_MAX || kind == R_MIN ? n : 0);
+}
+
+static int reduce_backward(OpCtx *c, Tensor **gout, Tensor **gin, ReduceKind kind)
+{
+    if (!gout[0] || !gin[0])
+        return 0;
+    const Tensor *x = c->in[0], *y = c->out[0];
+    if (x->dtype != SH_F32)
+        return op_fail(c, SH_E_UNSUPPORTED, "input 0 is %s; only float32 inputs have a gradient",
+                       dtype_name(x->dtype));
+    if (gin[0]->dtype != SH_F32 || gin[0]->numel != x->numel || gout[0]->dtype != SH_F32 ||
+        gout[0]->numel != y->numel)
+        return op_fail(c, SH_E_SHAPE,
+                       "gradients have %lld and %lld elements; expected %lld (input) and %lld "
+                       "(output)",
+                       (long long)gin[0]->numel, (long long)gout[0]->numel, (long long)x->numel,
+                       (long long)y->numel);
+    ReducePlan p;
+    int rc = reduce_plan(c, &p);
+    if (rc < 0)
+        return rc;
+    const float *g = tensor_f32(gout[0]);
+    float *gx = tensor_f32(gin[0]);
+    if (p.noop) {
+        for (int64_t i = 0; i < x->numel; i++)
+            gx[i] += g[i];
+        return 0;
+    }
+    float *coef = c->scratch;
+    const float *yv = tensor_f32(y);
+    for (int64_t o = 0; o < y->numel; o++)
+        coef[o] = grad_coef(kind, g[o], yv[o], p.count);
+    ReduceGrad arg = {.kind = kind, .coef0 = coef, .y0 = yv, .x0 = tensor_f32(x), .gx0 = gx};
+    if (kind == R_MAX || kind == R_MIN) {
+        arg.taken0 = (uint8_t *)(coef + y->numel);
+        memset(arg.taken0, 0, (size_t)y->numel);
+    }
+    reduce_walk(&p, grad_run, coef, sizeof(float), x->data, sizeof(float), &arg);
+    return 0;
+}
+
 static int64_t reduce_macs(const OpCtx *c) { return c->in[0]->numel; }
 
 #define REDUCE_OP(fn, KIND)                                                                    \
     static int fn##_infer(OpCtx *c) { return reduce_infer(c, KIND); }                          \
     static int fn##_forward(OpCtx *c) { return reduce_forward(c, KIND); }                      \
-    static size_t fn##_scratch(const OpCtx *c) { return reduce_scratch(c, KIND); }
+    static size_t fn##_scratch(const OpCtx *c) { return reduce_scratch(c, KIND); }             \
+    static int fn##_backward(OpCtx *c, Tensor **gout, Tensor **gin)                            \
+    {                                                                                          \
+        return reduce_backward(c, gout, gin, KIND);                                            \
+    }                                                                                          \
+    static size_t fn##_bwd_scratch(const OpCtx *c) { return reduce_bwd_scratch(c, KIND); }
 
 REDUCE_OP(rsum, R_SUM)
 REDUCE_OP(rmean, R_MEAN)
@@ -475,23 +606,25 @@ static int argmin_forward(OpCtx *c) { return arg_forward(c, 0); }
 /* ---- the table ----------------------------------------------------------- */
 
 /* Input 1 (axes) is read by infer: ReduceSum from opset 13, every
- * reduction from opset 18. */
-#define REDUCE(op, fn, with_macs)                                                              \
+ * reduction from opset 18. ReduceProd has no backward yet (zeros in a
+ * slice need a product of the others). */
+#define REDUCE(op, fn, with_macs, with_bwd)                                                    \
     {.name = op, .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .shape_inputs = 1u << 1, \
      .infer = fn##_infer, .forward = fn##_forward, .macs = with_macs ? reduce_macs : NULL,     \
-     .scratch = fn##_scratch}
+     .scratch = fn##_scratch, .backward = with_bwd ? fn##_backward : NULL,                     \
+     .bwd_scratch = with_bwd ? fn##_bwd_scratch : NULL}
 
 const OpDef sh_ops_reduce[] = {
-    REDUCE("ReduceSum", rsum, 1),
-    REDUCE("ReduceMean", rmean, 1),
-    REDUCE("ReduceMax", rmax, 0),
-    REDUCE("ReduceMin", rmin, 0),
-    REDUCE("ReduceProd", rprod, 1),
-    REDUCE("ReduceL1", rl1, 1),
-    REDUCE("ReduceL2", rl2, 1),
-    REDUCE("ReduceSumSquare", rsumsq, 1),
-    REDUCE("ReduceLogSum", rlogsum, 1),
-    REDUCE("ReduceLogSumExp", rlogsumexp, 1),
+    REDUCE("ReduceSum", rsum, 1, 1),
+    REDUCE("ReduceMean", rmean, 1, 1),
+    REDUCE("ReduceMax", rmax, 0, 1),
+    REDUCE("ReduceMin", rmin, 0, 1),
+    REDUCE("ReduceProd", rprod, 1, 0),
+    REDUCE("ReduceL1", rl1, 1, 1),
+    REDUCE("ReduceL2", rl2, 1, 1),
+    REDUCE("ReduceSumSquare", rsumsq, 1, 1),
+    REDUCE("ReduceLogSum", rlogsum, 1, 1),
+    REDUCE("ReduceLogSumExp", rlogsumexp, 1, 1),
     {.name = "ArgMax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = arg_infer, .forward = argmax_forward},
     {.name = "ArgMin", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,

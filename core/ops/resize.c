@@ -6,7 +6,14 @@
  * a weight. The weights of an N-d output element are the products of its
  * per-axis weights, so linear and cubic run as one pass per resized axis,
  * last axis first, which sums in the same order as the ONNX reference.
- * Nearest is a single gather and works on every dtype. */
+ * Nearest is a single gather and works on every dtype.
+ *
+ * Backward (float32) is the adjoint of the same passes: nearest adds each
+ * output's gradient to the pixel it copied; linear and cubic run the
+ * transposed axis passes in the opposite order (first axis first), each
+ * output's gradient spread onto its taps with the forward weights.
+ * Extrapolated outputs (tf_crop_and_resize) get no gradient through, and
+ * roi, scales and sizes get none. */
 #include "../error.h"
 #include "../op.h"
 
@@ -592,13 +599,159 @@ static int resize_forward(OpCtx *c)
     return 0;
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* d[j] += w * s[j] for j < len. */
+static void add_scaled(float *restrict d, const float *restrict s, float w, int64_t len)
+{
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        *(f32x8 *)(d + j) += *(const f32x8 *)(s + j) * w;
+    for (; j < len; j++)
+        d[j] += w * s[j];
+}
+
+/* The adjoint of resize_axis: dst [outer, len_in, inner] += each row (or
+ * point, inner == 1) of src [outer, len_out, inner] times its tap
+ * weights, added at the taps. Extrapolated outputs add nothing. */
+static void resize_axis_adjoint(float *restrict dst, const float *restrict src, int64_t outer,
+                                int64_t len_in, int64_t len_out, int64_t inner, const Taps *taps)
+{
+    for (int64_t o = 0; o < outer; o++) {
+        float *d = dst + o * len_in * inner;
+        const float *s = src + o * len_out * inner;
+        for (int64_t x = 0; x < len_out; x++) {
+            const Taps *t = &taps[x];
+            if (t->outside)
+                continue;
+            if (inner == 1) {
+                for (int k = 0; k < t->n; k++)
+                    d[t->idx[k]] += t->w[k] * s[x];
+            } else {
+                for (int k = 0; k < t->n; k++)
+                    add_scaled(d + t->idx[k] * inner, s + x * inner, t->w[k], inner);
+            }
+        }
+    }
+}
+
+/* gx += the adjoint of resize_interpolate applied to gy: the passes of
+ * the resized axes in reverse (first axis first) through zeroed scratch
+ * buffers; the last pass adds into gx. */
+static void resize_interpolate_adjoint(const Resize *r, Taps *const *taps, const float *gy,
+                                       float *gx, float *buf0, float *buf1)
+{
+    bool skip[SH_MAX_RANK];
+    int last = -1;
+    for (int a = 0; a < r->rank; a++) {
+        skip[a] = axis_is_identity(r, taps[a], a);
+        if (!skip[a])
+            last = a;
+    }
+    int64_t dims[SH_MAX_RANK];
+    memcpy(dims, r->out, sizeof dims);
+    if (last < 0) { /* nothing moves */
+        int64_t n = 1;
+        for (int a = 0; a < r->rank; a++)
+            n *= r->in[a];
+        add_scaled(gx, gy, 1.0f, n);
+        return;
+    }
+    const float *cur = gy;
+    for (int a = 0; a < r->rank; a++) {
+        if (skip[a])
+            continue;
+        int64_t outer = 1, inner = 1;
+        for (int k = 0; k < a; k++)
+            outer *= dims[k];
+        for (int k = a + 1; k < r->rank; k++)
+            inner *= dims[k];
+        float *dst = a == last ? gx : cur == buf0 ? buf1 : buf0;
+        if (a != last)
+            memset(dst, 0, (size_t)(outer * r->in[a] * inner) * sizeof *dst);
+        resize_axis_adjoint(dst, cur, outer, r->in[a], r->out[a], inner, taps[a]);
+        dims[a] = r->in[a];
+        cur = dst;
+    }
+}
+
+/* The adjoint of nearest_kernel on floats: walks gy in order and adds
+ * each element to the input element it copied. */
+static void nearest_adjoint(const Resize *r, Taps *const *taps, const float *gy, float *gx)
+{
+    int n = r->rank;
+    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1, rows = 1;
+    for (int a = n - 1; a >= 0; a--) {
+        stride[a] = st;
+        st *= r->in[a];
+    }
+    for (int a = 0; a < n - 1; a++)
+        rows *= r->out[a];
+    int64_t inner = r->out[n - 1];
+    const Taps *tl = taps[n - 1];
+    for (int64_t row = 0; row < rows; row++, gy += inner) {
+        int64_t off = 0;
+        bool outside = false;
+        for (int a = 0; a < n - 1; a++) {
+            const Taps *t = &taps[a][idx[a]];
+            outside |= t->outside;
+            off += t->idx[0] * stride[a];
+        }
+        if (!outside) {
+            float *g = gx + off;
+            for (int64_t j = 0; j < inner; j++)
+                if (!tl[j].outside)
+                    g[tl[j].idx[0]] += gy[j];
+        }
+        for (int a = n - 2; a >= 0; a--) {
+            if (++idx[a] < r->out[a])
+                break;
+            idx[a] = 0;
+        }
+    }
+}
+
+/* Only the data (input 0) gets a gradient. */
+static int resize_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    if (!gin[0] || !gout[0])
+        return 0;
+    Resize r;
+    int rc = resize_setup(c, &r);
+    if (rc < 0 || (rc = resize_roi(c, &r)) < 0)
+        return rc;
+    if (c->in[0]->dtype != SH_F32 || gin[0]->dtype != SH_F32 || gout[0]->dtype != SH_F32 ||
+        gin[0]->numel != c->in[0]->numel || gout[0]->numel != c->out[0]->numel)
+        return op_fail(c, SH_E_STATE, "gradients must be float32 with the sizes of input 0 and output 0");
+    if (c->out[0]->numel == 0 || c->in[0]->numel == 0)
+        return 0;
+    if (c->scratch_bytes < resize_scratch(c))
+        return op_fail(c, SH_E_STATE, "scratch buffer is too small");
+    Taps *taps[SH_MAX_RANK], *t = c->scratch;
+    for (int a = 0; a < r.rank; a++) {
+        taps[a] = t;
+        for (int64_t x = 0; x < r.out[a]; x++)
+            make_taps(&r, a, x, &t[x]);
+        t += r.out[a];
+    }
+    if (r.mode == MODE_NEAREST) {
+        nearest_adjoint(&r, taps, tensor_f32(gout[0]), tensor_f32(gin[0]));
+        return 0;
+    }
+    char *buf0 = (char *)c->scratch + taps_bytes(&r);
+    char *buf1 = buf0 + ((size_t)max_intermediate(&r) * sizeof(float) + 63) / 64 * 64;
+    resize_interpolate_adjoint(&r, taps, tensor_f32(gout[0]), tensor_f32(gin[0]), (float *)buf0,
+                               (float *)buf1);
+    return 0;
+}
+
 const OpDef sh_ops_resize[] = {
     /* Input 1 is scales (Upsample, Resize-10) or roi; 2 scales; 3 sizes. */
     {.name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
      .shape_inputs = 0xEu, .infer = resize_infer, .forward = resize_forward,
-     .scratch = resize_scratch},
+     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch},
     {.name = "Upsample", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
      .shape_inputs = 1u << 1, .infer = resize_infer, .forward = resize_forward,
-     .scratch = resize_scratch},
+     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch},
     {.name = NULL},
 };

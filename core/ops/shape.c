@@ -1,7 +1,13 @@
 /* Shape ops: Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Identity,
- * Dropout (inference), Shape, Size, Expand, Tile. They work on every dtype
- * by copying elements of dtype_size bytes. Reshape-like ops are OP_ALIAS:
- * the executor shares input 0's buffer and never calls their forward. */
+ * Dropout, Shape, Size, Expand, Tile. They work on every dtype by copying
+ * elements of dtype_size bytes. Reshape-like ops are OP_ALIAS: the
+ * executor shares input 0's buffer and never calls their forward.
+ *
+ * Backward (float32 gradients, accumulated with +=): the reshape-like ops
+ * pass the gradient through in the same element order, Transpose applies
+ * the inverse permutation, Expand and Tile sum over the repeated elements,
+ * training Dropout multiplies by the mask it redraws from the step's seed. */
+#include "../data.h"
 #include "../error.h"
 #include "../op.h"
 
@@ -97,6 +103,59 @@ static int normalize_axes(const OpCtx *c, int64_t *axes, int n, int rank)
     return 0;
 }
 
+/* ---- gradient helpers ------------------------------------------------------ */
+
+/* Eight floats at any alignment (GCC/clang vector extension): plain loops
+ * with a runtime length do not vectorize at -O2 with GCC 12. */
+typedef float f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* d[i] += s[i] for i < n. */
+static void add_into(float *restrict d, const float *restrict s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(f32x8 *)(d + i) += *(const f32x8 *)(s + i);
+    for (; i < n; i++)
+        d[i] += s[i];
+}
+
+/* Sum of s[0..n) in eight lanes, then the lanes in order. */
+static float sum_of(const float *s, int64_t n)
+{
+    f32x8 acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc += *(const f32x8 *)(s + i);
+    float t = 0;
+    for (int k = 0; k < 8; k++)
+        t += acc[k];
+    for (; i < n; i++)
+        t += s[i];
+    return t;
+}
+
+/* Requires gradient g of value v (input or output i) to be float32 with
+ * v's element count. */
+static int check_grad(const OpCtx *c, const Tensor *g, const Tensor *v, const char *what, int i)
+{
+    if (g->dtype != SH_F32 || g->numel != v->numel || (g->numel && !g->data))
+        return op_fail(c, SH_E_STATE, "gradient of %s %d is %s with %lld elements; expected float32 with %lld",
+                       what, i, dtype_name(g->dtype), (long long)g->numel, (long long)v->numel);
+    return 0;
+}
+
+/* The gradients backward uses: gin[0] and gout[0]. Returns 1 when no
+ * gradient flows (either is NULL), 0 when both are usable. */
+static int grad_pair(const OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    if (!gin[0] || !gout[0])
+        return 1;
+    int rc = check_grad(c, gin[0], c->in[0], "input", 0);
+    if (rc < 0 || (rc = check_grad(c, gout[0], c->out[0], "output", 0)) < 0)
+        return rc;
+    return 0;
+}
+
 /* ---- aliasing ops: Identity, Flatten, Reshape, Squeeze, Unsqueeze ------- */
 
 /* The executor aliases these; forward only runs when the buffers differ. */
@@ -105,6 +164,16 @@ static int alias_forward(OpCtx *c)
     size_t bytes = tensor_bytes(c->out[0]);
     if (bytes && c->out[0]->data != c->in[0]->data)
         memcpy(c->out[0]->data, c->in[0]->data, bytes);
+    return 0;
+}
+
+/* Same element order on both sides: the gradient passes through. */
+static int alias_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = grad_pair(c, gout, gin);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    add_into(tensor_f32(gin[0]), tensor_f32(gout[0]), gin[0]->numel);
     return 0;
 }
 
@@ -253,9 +322,10 @@ static int unsqueeze_infer(OpCtx *c)
     return 0;
 }
 
-/* Inference Dropout: output 0 is the input, the optional mask is all
- * true (bool from opset 10, the input's type before). Ratio and
- * training_mode are ignored: training is a later issue. */
+/* ---- Dropout ------------------------------------------------------------ */
+
+/* Dropout's output 0 has the input's shape; the optional mask is bool from
+ * opset 10, the input's type before. */
 static int dropout_infer(OpCtx *c)
 {
     int rc = identity_infer(c);
@@ -266,20 +336,115 @@ static int dropout_infer(OpCtx *c)
     return 0;
 }
 
+/* How one run drops: it drops when the trainer runs (c->training) or, from
+ * opset 12, when the training_mode input is true, and ratio > 0. Element i
+ * is kept when the i-th uniform draw of a xoshiro256** seeded with c->seed
+ * is >= ratio (so P(keep) = 1 - ratio), and scaled by 1 / (1 - ratio). */
+typedef struct {
+    bool active;
+    float ratio, scale;
+} DropPlan;
+
+/* Ratio: attribute before opset 12, optional scalar input 1 from 12;
+ * 0.5 by default. */
+static int dropout_ratio(const OpCtx *c, float *ratio)
+{
+    *ratio = c->opset >= 12 ? 0.5f : node_attr_float(c->node, "ratio", 0.5f);
+    if (c->opset >= 12 && c->n_in > 1 && c->in[1]) {
+        const Tensor *t = c->in[1];
+        if (t->dtype != SH_F32 || t->numel != 1 || !t->data)
+            return op_fail(c, SH_E_ARG, "ratio (input 1) must be one float32 value");
+        *ratio = tensor_f32(t)[0];
+    }
+    if (!(*ratio >= 0 && *ratio <= 1))
+        return op_fail(c, SH_E_ARG, "ratio %g is outside [0, 1]", (double)*ratio);
+    return 0;
+}
+
+static int dropout_plan(const OpCtx *c, DropPlan *d)
+{
+    *d = (DropPlan){.active = false, .ratio = 0, .scale = 1};
+    bool training = c->training != 0;
+    if (c->opset >= 12 && c->n_in > 2 && c->in[2]) {
+        const Tensor *t = c->in[2];
+        if (t->numel != 1 || !t->data)
+            return op_fail(c, SH_E_ARG, "training_mode (input 2) must be one value");
+        training |= tensor_get_f(t, 0) != 0;
+    }
+    if (!training)
+        return 0;
+    int rc = dropout_ratio(c, &d->ratio);
+    if (rc < 0)
+        return rc;
+    if (d->ratio == 0)
+        return 0;
+    if (c->in[0]->dtype != SH_F32)
+        return op_fail(c, SH_E_UNSUPPORTED, "training dropout needs float32 input, got %s",
+                       dtype_name(c->in[0]->dtype));
+    d->active = true;
+    d->scale = d->ratio < 1 ? 1.0f / (1.0f - d->ratio) : 0.0f; /* ratio 1 drops everything */
+    return 0;
+}
+
+/* Writes mask element i (bool, or the input's type before opset 10). */
+static void set_mask(Tensor *m, int64_t i, bool keep)
+{
+    if (m->dtype == SH_F32)
+        tensor_f32(m)[i] = keep ? 1.0f : 0.0f;
+    else if (m->dtype == SH_I64)
+        tensor_i64(m)[i] = keep;
+    else
+        tensor_u8(m)[i] = keep;
+}
+
+/* Not dropping, output 0 is the input and the mask is all true. */
 static int dropout_forward(OpCtx *c)
 {
-    alias_forward(c);
-    if (c->n_out > 1 && c->out[1] && c->out[1]->data) {
-        Tensor *m = c->out[1];
-        if (m->dtype == SH_F32)
-            for (int64_t i = 0; i < m->numel; i++)
-                tensor_f32(m)[i] = 1.0f;
-        else if (m->dtype == SH_I64)
-            for (int64_t i = 0; i < m->numel; i++)
-                tensor_i64(m)[i] = 1;
-        else if (m->numel)
-            memset(m->data, 1, (size_t)m->numel);
+    DropPlan d;
+    int rc = dropout_plan(c, &d);
+    if (rc < 0)
+        return rc;
+    Tensor *m = c->n_out > 1 && c->out[1] && c->out[1]->data ? c->out[1] : NULL;
+    if (!d.active) {
+        alias_forward(c);
+        for (int64_t i = 0; m && i < m->numel; i++)
+            set_mask(m, i, true);
+        return 0;
     }
+    /* Elementwise, so out may share in's buffer. */
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    Xoshiro r;
+    xoshiro_seed(&r, c->seed);
+    for (int64_t i = 0; i < c->in[0]->numel; i++) {
+        bool keep = xoshiro_uniform(&r) >= d.ratio;
+        y[i] = x[i] * (keep ? d.scale : 0.0f);
+        if (m)
+            set_mask(m, i, keep);
+    }
+    return 0;
+}
+
+/* gin += gout * mask / (1 - ratio), the mask redrawn from c->seed (the
+ * mask output may not exist). */
+static int dropout_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    DropPlan d;
+    int rc = grad_pair(c, gout, gin);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = dropout_plan(c, &d)) < 0)
+        return rc;
+    float *g = tensor_f32(gin[0]);
+    const float *go = tensor_f32(gout[0]);
+    if (!d.active) {
+        add_into(g, go, gin[0]->numel);
+        return 0;
+    }
+    Xoshiro r;
+    xoshiro_seed(&r, c->seed);
+    for (int64_t i = 0; i < gin[0]->numel; i++)
+        g[i] += go[i] * (xoshiro_uniform(&r) >= d.ratio ? d.scale : 0.0f);
     return 0;
 }
 
@@ -518,6 +683,81 @@ static int transpose_forward(OpCtx *c)
     return 0;
 }
 
+/* gin[b][i][j] += gout[b][j][i]: the adjoint of transpose_2d, tiled the
+ * same way. */
+static void transpose_2d_add(float *restrict gin, const float *restrict gout, int64_t batch,
+                             int64_t rows, int64_t cols)
+{
+    enum { TILE = 32 };
+    for (int64_t b = 0; b < batch; b++) {
+        float *g = gin + b * rows * cols;
+        const float *go = gout + b * rows * cols;
+        for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+            for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+                int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows;
+                int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        g[i * cols + j] += go[j * rows + i];
+            }
+    }
+}
+
+/* General case: walks gout in order and adds each element where
+ * transpose_strided read it. */
+static void transpose_strided_add(float *restrict gin, const float *restrict gout, const Perm *p)
+{
+    int r = p->rank;
+    int64_t in_stride[SH_MAX_RANK], stride[SH_MAX_RANK], dims[SH_MAX_RANK], idx[SH_MAX_RANK] = {0};
+    int64_t s = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        in_stride[a] = s;
+        s *= p->dims[a];
+    }
+    for (int i = 0; i < r; i++) {
+        dims[i] = p->dims[p->perm[i]];
+        stride[i] = in_stride[p->perm[i]];
+    }
+    int64_t inner = dims[r - 1], istep = stride[r - 1], rows = s / inner, off = 0;
+    for (int64_t row = 0; row < rows; row++) {
+        float *g = gin + off;
+        for (int64_t j = 0; j < inner; j++)
+            g[j * istep] += *gout++;
+        for (int k = r - 2; k >= 0; k--) {
+            off += stride[k];
+            if (++idx[k] < dims[k])
+                break;
+            off -= stride[k] * dims[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+/* gin += gout transposed by the inverse permutation. */
+static int transpose_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    Perm p;
+    int rc = grad_pair(c, gout, gin);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = transpose_perm(c, &p)) < 0)
+        return rc;
+    if (gin[0]->numel == 0)
+        return 0;
+    Perm q = perm_coalesce(&p);
+    float *g = tensor_f32(gin[0]);
+    const float *go = tensor_f32(gout[0]);
+    if (q.rank == 1)
+        add_into(g, go, q.dims[0]);
+    else if (q.rank == 2)
+        transpose_2d_add(g, go, 1, q.dims[0], q.dims[1]);
+    else if (q.rank == 3 && q.perm[0] == 0 && q.perm[1] == 2)
+        transpose_2d_add(g, go, q.dims[0], q.dims[1], q.dims[2]);
+    else
+        transpose_strided_add(g, go, &q);
+    return 0;
+}
+
 /* ---- Expand, Tile ------------------------------------------------------- */
 
 static int expand_infer(OpCtx *c)
@@ -621,28 +861,122 @@ static int tile_infer(OpCtx *c)
     return 0;
 }
 
+/* A repeat (Expand, Tile) reduced to its essentials: per axis the input
+ * size s and the output size o, a multiple of s (s == 1: broadcast,
+ * s == o: copy). Size-1 output axes are dropped, a copied axis joins the
+ * axis before it and two broadcast axes join, so the training cases
+ * [1,C,1,1] -> [N,C,H,W] and [C] -> [N,T,C] become (1,N)(C,C)(1,HW) and
+ * (1,NT)(C,C). */
+typedef struct {
+    int rank;
+    int64_t s[SH_MAX_RANK], o[SH_MAX_RANK];
+} Repeat;
+
+static Repeat repeat_coalesce(const Shape *s, const Shape *o)
+{
+    Repeat r = {.rank = 0};
+    for (int a = 0; a < o->rank; a++) {
+        int64_t sa = s->d[a], oa = o->d[a];
+        if (oa == 1)
+            continue;
+        int last = r.rank - 1;
+        if (last >= 0 && (sa == oa || (sa == 1 && r.s[last] == 1))) {
+            r.s[last] *= sa;
+            r.o[last] *= oa;
+        } else {
+            r.s[r.rank] = sa;
+            r.o[r.rank++] = oa;
+        }
+    }
+    if (r.rank == 0) {
+        r.rank = 1;
+        r.s[0] = r.o[0] = 1;
+    }
+    return r;
+}
+
+/* gin[i] += the sum of gout over the output elements that repeat input
+ * element i. Rows over all axes but the last track their input offset
+ * with counters (no division); the last axis adds, sums or adds tiles. */
+static void repeat_backward_kernel(float *restrict gin, const float *restrict gout, const Repeat *r)
+{
+    int n = r->rank;
+    int64_t in_stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, sidx[SH_MAX_RANK] = {0}, st = 1;
+    for (int a = n - 1; a >= 0; a--) {
+        in_stride[a] = st;
+        st *= r->s[a];
+    }
+    int64_t inner_o = r->o[n - 1], inner_s = r->s[n - 1], rows = 1, off = 0;
+    for (int a = 0; a < n - 1; a++)
+        rows *= r->o[a];
+    for (int64_t row = 0; row < rows; row++, gout += inner_o) {
+        float *g = gin + off;
+        if (inner_s == inner_o)
+            add_into(g, gout, inner_o);
+        else if (inner_s == 1)
+            g[0] += sum_of(gout, inner_o);
+        else
+            for (int64_t j = 0; j < inner_o; j += inner_s)
+                add_into(g, gout + j, inner_s);
+        for (int k = n - 2; k >= 0; k--) {
+            off += in_stride[k];
+            if (++sidx[k] == r->s[k]) {
+                sidx[k] = 0;
+                off -= r->s[k] * in_stride[k];
+            }
+            if (++idx[k] < r->o[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+}
+
+/* Expand and Tile: the gradient of each input element is the sum over its
+ * copies. */
+static int repeat_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = grad_pair(c, gout, gin);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    const Tensor *x = c->in[0], *y = c->out[0];
+    if (y->numel == 0)
+        return 0;
+    Shape s = {.rank = y->shape.rank};
+    int lead = y->shape.rank - x->shape.rank;
+    for (int i = 0; i < s.rank; i++)
+        s.d[i] = i < lead ? 1 : x->shape.d[i - lead];
+    Repeat r = repeat_coalesce(&s, &y->shape);
+    repeat_backward_kernel(tensor_f32(gin[0]), tensor_f32(gout[0]), &r);
+    return 0;
+}
+
 const OpDef sh_ops_shape[] = {
     {.name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .infer = identity_infer, .forward = alias_forward},
+     .infer = identity_infer, .forward = alias_forward, .backward = alias_backward},
     {.name = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2, .flags = OP_ALIAS,
-     .infer = dropout_infer, .forward = dropout_forward},
+     .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward},
     {.name = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .infer = flatten_infer, .forward = alias_forward},
+     .infer = flatten_infer, .forward = alias_forward, .backward = alias_backward},
     {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .shape_inputs = 1u << 1, .infer = reshape_infer, .forward = alias_forward},
+     .shape_inputs = 1u << 1, .infer = reshape_infer, .forward = alias_forward,
+     .backward = alias_backward},
     {.name = "Squeeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .shape_inputs = 1u << 1, .infer = squeeze_infer, .forward = alias_forward},
+     .shape_inputs = 1u << 1, .infer = squeeze_infer, .forward = alias_forward,
+     .backward = alias_backward},
     {.name = "Unsqueeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .shape_inputs = 1u << 1, .infer = unsqueeze_infer, .forward = alias_forward},
+     .shape_inputs = 1u << 1, .infer = unsqueeze_infer, .forward = alias_forward,
+     .backward = alias_backward},
     {.name = "Transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = transpose_infer, .forward = transpose_forward},
+     .infer = transpose_infer, .forward = transpose_forward, .backward = transpose_backward},
     {.name = "Shape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
      .infer = shape_infer, .forward = shape_forward},
     {.name = "Size", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
      .infer = size_infer, .forward = size_forward},
     {.name = "Expand", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .shape_inputs = 1u << 1, .infer = expand_infer, .forward = repeat_forward},
+     .shape_inputs = 1u << 1, .infer = expand_infer, .forward = repeat_forward,
+     .backward = repeat_backward},
     {.name = "Tile", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .shape_inputs = 1u << 1, .infer = tile_infer, .forward = repeat_forward},
+     .shape_inputs = 1u << 1, .infer = tile_infer, .forward = repeat_forward,
+     .backward = repeat_backward},
     {.name = NULL},
 };

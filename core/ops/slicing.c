@@ -1,7 +1,12 @@
 /* Slicing ops: Concat, Split, Slice, Gather, GatherElements, Pad,
  * DepthToSpace, SpaceToDepth. They work on every dtype by copying
  * elements of dtype_size bytes. Every index read from user data is
- * checked before it is used. */
+ * checked before it is used.
+ *
+ * Backward (float32 gradients, accumulated with +=) is the adjoint of each
+ * copy: every output element's gradient is added where forward read it
+ * (Gather with repeated indices and reflect/edge Pad add several into one
+ * input element); the constant of Pad collects the gradient of the padding. */
 #include "../error.h"
 #include "../op.h"
 
@@ -85,6 +90,57 @@ static int64_t prod_dims(const Shape *s, int from, int to)
     return p;
 }
 
+/* ---- gradient helpers ------------------------------------------------------ */
+
+/* Eight floats at any alignment (GCC/clang vector extension): plain loops
+ * with a runtime length do not vectorize at -O2 with GCC 12. */
+typedef float f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* d[i] += s[i] for i < n. */
+static void add_into(float *restrict d, const float *restrict s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(f32x8 *)(d + i) += *(const f32x8 *)(s + i);
+    for (; i < n; i++)
+        d[i] += s[i];
+}
+
+/* Sum of s[0..n) in eight lanes, then the lanes in order. */
+static float sum_of(const float *s, int64_t n)
+{
+    f32x8 acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc += *(const f32x8 *)(s + i);
+    float t = 0;
+    for (int k = 0; k < 8; k++)
+        t += acc[k];
+    for (; i < n; i++)
+        t += s[i];
+    return t;
+}
+
+/* Requires every gradient given to be float32 with the element count of
+ * its value (gin[i] of input i, gout[k] of output k). */
+static int check_grads(const OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    for (int side = 0; side < 2; side++) {
+        int n = side ? c->n_out : c->n_in;
+        Tensor **g = side ? gout : gin, **v = side ? c->out : c->in;
+        for (int i = 0; i < n; i++) {
+            if (!g[i] || !v[i])
+                continue;
+            if (g[i]->dtype != SH_F32 || g[i]->numel != v[i]->numel || (g[i]->numel && !g[i]->data))
+                return op_fail(c, SH_E_STATE,
+                               "gradient of %s %d is %s with %lld elements; expected float32 with %lld",
+                               side ? "output" : "input", i, dtype_name(g[i]->dtype),
+                               (long long)g[i]->numel, (long long)v[i]->numel);
+        }
+    }
+    return 0;
+}
+
 /* ---- Concat ------------------------------------------------------------- */
 
 static int concat_infer(OpCtx *c)
@@ -139,6 +195,27 @@ static int concat_forward(OpCtx *c)
         for (int64_t o = 0; o < outer; o++)
             memcpy((char *)y->data + (size_t)o * out_row + col,
                    (const char *)x->data + (size_t)o * chunk, chunk);
+        col += chunk;
+    }
+    return 0;
+}
+
+/* Each input's gradient is its slice of gout along the axis. */
+static int concat_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gout[0])
+        return rc;
+    const Tensor *y = c->out[0];
+    int axis = shape_axis(node_attr_int(c->node, "axis", 1), y->shape.rank);
+    int64_t outer = prod_dims(&y->shape, 0, axis), inner = prod_dims(&y->shape, axis + 1, y->shape.rank);
+    int64_t out_row = y->shape.d[axis] * inner, col = 0;
+    const float *go = tensor_f32(gout[0]);
+    for (int i = 0; i < c->n_in; i++) {
+        int64_t chunk = c->in[i]->shape.d[axis] * inner;
+        if (gin[i] && chunk)
+            for (int64_t o = 0; o < outer; o++)
+                add_into(tensor_f32(gin[i]) + o * chunk, go + o * out_row + col, chunk);
         col += chunk;
     }
     return 0;
@@ -207,6 +284,28 @@ static int split_forward(OpCtx *c)
         for (int64_t o = 0; o < outer; o++)
             memcpy((char *)y->data + (size_t)o * chunk,
                    (const char *)x->data + (size_t)o * in_row + col, chunk);
+        col += chunk;
+    }
+    return 0;
+}
+
+/* Each output's gradient goes into its slice of the input; outputs
+ * without a gradient contribute nothing. */
+static int split_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0])
+        return rc;
+    const Tensor *x = c->in[0];
+    int axis = shape_axis(node_attr_int(c->node, "axis", 0), x->shape.rank);
+    int64_t outer = prod_dims(&x->shape, 0, axis), inner = prod_dims(&x->shape, axis + 1, x->shape.rank);
+    int64_t in_row = x->shape.d[axis] * inner, col = 0;
+    float *g = tensor_f32(gin[0]);
+    for (int i = 0; i < c->n_out; i++) {
+        int64_t chunk = c->out[i]->shape.d[axis] * inner;
+        if (gout[i] && chunk)
+            for (int64_t o = 0; o < outer; o++)
+                add_into(g + o * in_row + col, tensor_f32(gout[i]) + o * chunk, chunk);
         col += chunk;
     }
     return 0;
@@ -367,6 +466,54 @@ static int slice_forward(OpCtx *c)
     return 0;
 }
 
+/* The adjoint of slice_kernel: walks gout in order and adds each element
+ * where forward read it (slices never read an element twice). */
+static void slice_backward_kernel(float *restrict gin, const float *restrict gout, const Shape *s,
+                                  const SlicePlan *p)
+{
+    int r = s->rank;
+    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1, base = 0;
+    for (int a = r - 1; a >= 0; a--) {
+        stride[a] = st;
+        st *= s->d[a];
+    }
+    for (int a = 0; a < r; a++)
+        base += p->start[a] * stride[a];
+    int64_t inner = r ? p->len[r - 1] : 1, istep = r ? p->step[r - 1] : 1, rows = 1;
+    for (int a = 0; a < r - 1; a++)
+        rows *= p->len[a];
+    int64_t off = base;
+    for (int64_t row = 0; row < rows; row++, gout += inner) {
+        float *g = gin + off;
+        if (istep == 1)
+            add_into(g, gout, inner);
+        else
+            for (int64_t j = 0; j < inner; j++)
+                g[j * istep] += gout[j];
+        for (int k = r - 2; k >= 0; k--) {
+            off += p->step[k] * stride[k];
+            if (++idx[k] < p->len[k])
+                break;
+            off -= p->step[k] * stride[k] * p->len[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+static int slice_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    SlicePlan p;
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0] || !gout[0])
+        return rc;
+    if ((rc = slice_plan(c, &p)) < 0)
+        return rc;
+    if (gout[0]->numel == 0)
+        return 0;
+    slice_backward_kernel(tensor_f32(gin[0]), tensor_f32(gout[0]), &c->in[0]->shape, &p);
+    return 0;
+}
+
 /* ---- Gather, GatherElements -------------------------------------------- */
 
 static int gather_infer(OpCtx *c)
@@ -474,6 +621,70 @@ static int gather_elements_forward(OpCtx *c)
         for (int a = 0; a < r; a++)
             off += (a == axis ? at : idx[a]) * stride[a];
         memcpy(out, (const char *)x->data + (size_t)off * es, es);
+        for (int a = r - 1; a >= 0; a--) {
+            if (++idx[a] < ix->shape.d[a])
+                break;
+            idx[a] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Scatter-add: each gathered slice's gradient goes back to the slice it
+ * came from, so repeated indices accumulate. Indices get no gradient. */
+static int gather_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0] || !gout[0])
+        return rc;
+    const Tensor *x = c->in[0], *ix = c->in[1];
+    int axis = shape_axis(node_attr_int(c->node, "axis", 0), x->shape.rank);
+    int64_t outer = prod_dims(&x->shape, 0, axis), dim = x->shape.d[axis];
+    int64_t chunk = prod_dims(&x->shape, axis + 1, x->shape.rank);
+    const int64_t *idx = tensor_i64(ix);
+    for (int64_t j = 0; j < ix->numel; j++) {
+        int64_t r;
+        if ((rc = resolve_index(c, idx[j], dim, axis, &r)) < 0)
+            return rc;
+    }
+    if (chunk == 0)
+        return 0;
+    const float *go = tensor_f32(gout[0]);
+    for (int64_t o = 0; o < outer; o++) {
+        float *g = tensor_f32(gin[0]) + o * dim * chunk;
+        for (int64_t j = 0; j < ix->numel; j++, go += chunk) {
+            int64_t r = idx[j] < 0 ? idx[j] + dim : idx[j];
+            add_into(g + r * chunk, go, chunk);
+        }
+    }
+    return 0;
+}
+
+static int gather_elements_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0] || !gout[0])
+        return rc;
+    const Tensor *x = c->in[0], *ix = c->in[1];
+    int r = x->shape.rank, axis = shape_axis(node_attr_int(c->node, "axis", 0), r);
+    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        stride[a] = st;
+        st *= x->shape.d[a];
+    }
+    const int64_t *ind = tensor_i64(ix);
+    for (int64_t j = 0; j < ix->numel; j++) {
+        int64_t at;
+        if ((rc = resolve_index(c, ind[j], x->shape.d[axis], axis, &at)) < 0)
+            return rc;
+    }
+    float *g = tensor_f32(gin[0]);
+    const float *go = tensor_f32(gout[0]);
+    for (int64_t j = 0; j < ix->numel; j++) {
+        int64_t at = ind[j] < 0 ? ind[j] + x->shape.d[axis] : ind[j], off = 0;
+        for (int a = 0; a < r; a++)
+            off += (a == axis ? at : idx[a]) * stride[a];
+        g[off] += go[j];
         for (int a = r - 1; a >= 0; a--) {
             if (++idx[a] < ix->shape.d[a])
                 break;
@@ -651,6 +862,110 @@ static int pad_forward(OpCtx *c)
     return 0;
 }
 
+/* Border outputs [from, to) of one row: each adds to the input element
+ * its table names or, where it is padding, to *fill (if given). */
+static void pad_border_add(float *gin, const float *gout, const int64_t *last, int64_t from,
+                           int64_t to, double *fill)
+{
+    for (int64_t j = from; j < to; j++) {
+        int64_t i = last[j];
+        if (i >= 0) {
+            if (gin)
+                gin[i] += gout[j];
+        } else if (fill) {
+            *fill += gout[j];
+        }
+    }
+}
+
+/* The adjoint of pad_kernel: each output element's gradient goes to the
+ * input element it copied (reflect and edge fold several onto one), and
+ * the gradient of padding elements adds to *fill when fill is not NULL.
+ * On the last axis, outputs [j0, j1) copy input j - begin: a plain add. */
+static void pad_backward_kernel(float *gin, const float *restrict gout, const Shape *s,
+                                const Shape *o, int64_t *const *src, int64_t j0, int64_t j1,
+                                int64_t begin, double *fill)
+{
+    int r = o->rank;
+    int64_t stride[SH_MAX_RANK], idx[SH_MAX_RANK] = {0}, st = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        stride[a] = st;
+        st *= s->d[a];
+    }
+    int64_t inner = o->d[r - 1], rows = 1;
+    for (int a = 0; a < r - 1; a++)
+        rows *= o->d[a];
+    const int64_t *last = src[r - 1];
+    for (int64_t row = 0; row < rows; row++, gout += inner) {
+        int64_t off = 0;
+        bool padded = false;
+        for (int a = 0; a < r - 1; a++) {
+            int64_t i = src[a][idx[a]];
+            padded |= i < 0;
+            off += i * stride[a];
+        }
+        if (padded) {
+            if (fill)
+                *fill += sum_of(gout, inner);
+        } else {
+            float *g = gin ? gin + off : NULL;
+            pad_border_add(g, gout, last, 0, j0, fill);
+            pad_border_add(g, gout, last, j1, inner, fill);
+            if (g && j1 > j0)
+                add_into(g + j0 - begin, gout + j0, j1 - j0);
+        }
+        for (int k = r - 2; k >= 0; k--) {
+            if (++idx[k] < o->d[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+}
+
+/* Data gets the gradient of what it copied; the constant (input 2, from
+ * opset 11) the sum over the padding. Pads get none. */
+static int pad_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int64_t pads[2 * SH_MAX_RANK];
+    PadMode mode;
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gout[0])
+        return rc;
+    if ((rc = pad_params(c, pads, &mode)) < 0)
+        return rc;
+    float *g = gin[0] ? tensor_f32(gin[0]) : NULL;
+    bool want_value = mode == PAD_CONSTANT && c->n_in > 2 && present(c, 2) && gin[2] &&
+                      gin[2]->numel > 0;
+    const Shape *s = &c->in[0]->shape, *o = &c->out[0]->shape;
+    if ((!g && !want_value) || c->out[0]->numel == 0)
+        return 0;
+    if (o->rank == 0) { /* a scalar pads to itself */
+        if (g)
+            g[0] += tensor_f32(gout[0])[0];
+        return 0;
+    }
+    if (c->scratch_bytes < pad_scratch(c))
+        return op_fail(c, SH_E_STATE, "scratch buffer is too small");
+    int64_t *src[SH_MAX_RANK], *tab = c->scratch;
+    for (int a = 0; a < o->rank; a++) {
+        src[a] = tab;
+        for (int64_t i = 0; i < o->d[a]; i++)
+            tab[i] = pad_source(i, pads[a], s->d[a], mode);
+        tab += o->d[a];
+    }
+    /* Outputs of the last axis that copy input j - begin in order. */
+    int r = o->rank;
+    int64_t begin = pads[r - 1], dim = s->d[r - 1];
+    int64_t j0 = begin > 0 ? begin : 0, j1 = begin + dim < o->d[r - 1] ? begin + dim : o->d[r - 1];
+    if (j1 < j0)
+        j1 = j0;
+    double fill = 0;
+    pad_backward_kernel(g, tensor_f32(gout[0]), s, o, src, j0, j1, begin, want_value ? &fill : NULL);
+    if (want_value)
+        tensor_f32(gin[2])[0] += (float)fill;
+    return 0;
+}
+
 /* ---- DepthToSpace, SpaceToDepth ---------------------------------------- */
 
 static int block_params(const OpCtx *c, int64_t *b)
@@ -674,6 +989,32 @@ static int depth_mode_crd(const OpCtx *c, bool *crd)
     if (!*crd && strcmp(m, "DCR") != 0)
         return op_fail(c, SH_E_UNSUPPORTED, "mode '%s' is not supported (DCR, CRD)", m);
     return 0;
+}
+
+/* The adjoint of depth_space_copy on floats: adds src into dst, where
+ * dst is the flat side (SpaceToDepth's gradient) or the deep side
+ * (DepthToSpace's); the other side is src. ds is the deep shape. */
+static void depth_space_add(float *restrict dst, const float *restrict src, const Shape *ds,
+                            int64_t b, bool crd, bool dst_is_flat)
+{
+    int64_t N = ds->d[0], C = ds->d[1] / (b * b), H = ds->d[2], W = ds->d[3];
+    int64_t OH = H * b, OW = W * b;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t i = 0; i < b; i++)
+                for (int64_t j = 0; j < b; j++) {
+                    int64_t dc = crd ? (ch * b + i) * b + j : (i * b + j) * C + ch;
+                    for (int64_t h = 0; h < H; h++) {
+                        int64_t d = ((n * C * b * b + dc) * H + h) * W;
+                        int64_t f = ((n * C + ch) * OH + h * b + i) * OW + j;
+                        if (dst_is_flat)
+                            for (int64_t w = 0; w < W; w++)
+                                dst[f + w * b] += src[d + w];
+                        else
+                            for (int64_t w = 0; w < W; w++)
+                                dst[d + w] += src[f + w * b];
+                    }
+                }
 }
 
 static int depth_to_space_infer(OpCtx *c)
@@ -761,22 +1102,53 @@ static int space_to_depth_forward(OpCtx *c)
     return 0;
 }
 
+static int depth_to_space_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int64_t b;
+    bool crd;
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0] || !gout[0])
+        return rc;
+    if ((rc = block_params(c, &b)) < 0 || (rc = depth_mode_crd(c, &crd)) < 0)
+        return rc;
+    depth_space_add(tensor_f32(gin[0]), tensor_f32(gout[0]), &c->in[0]->shape, b, crd, false);
+    return 0;
+}
+
+static int space_to_depth_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    int64_t b;
+    int rc = check_grads(c, gout, gin);
+    if (rc < 0 || !gin[0] || !gout[0])
+        return rc;
+    if ((rc = block_params(c, &b)) < 0)
+        return rc;
+    depth_space_add(tensor_f32(gin[0]), tensor_f32(gout[0]), &c->out[0]->shape, b, false, true);
+    return 0;
+}
+
 const OpDef sh_ops_slicing[] = {
     {.name = "Concat", .min_in = 1, .max_in = 1 << 16, .min_out = 1, .max_out = 1,
-     .infer = concat_infer, .forward = concat_forward},
+     .infer = concat_infer, .forward = concat_forward, .backward = concat_backward},
     {.name = "Split", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 16,
-     .shape_inputs = 1u << 1, .infer = split_infer, .forward = split_forward},
+     .shape_inputs = 1u << 1, .infer = split_infer, .forward = split_forward,
+     .backward = split_backward},
     {.name = "Slice", .min_in = 1, .max_in = 5, .min_out = 1, .max_out = 1,
-     .shape_inputs = 0x1Eu, .infer = slice_infer, .forward = slice_forward},
+     .shape_inputs = 0x1Eu, .infer = slice_infer, .forward = slice_forward,
+     .backward = slice_backward},
     {.name = "Gather", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = gather_infer, .forward = gather_forward},
+     .infer = gather_infer, .forward = gather_forward, .backward = gather_backward},
     {.name = "GatherElements", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = gather_elements_infer, .forward = gather_elements_forward},
+     .infer = gather_elements_infer, .forward = gather_elements_forward,
+     .backward = gather_elements_backward},
     {.name = "Pad", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
-     .shape_inputs = 1u << 1, .infer = pad_infer, .forward = pad_forward, .scratch = pad_scratch},
+     .shape_inputs = 1u << 1, .infer = pad_infer, .forward = pad_forward, .scratch = pad_scratch,
+     .backward = pad_backward, .bwd_scratch = pad_scratch},
     {.name = "DepthToSpace", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = depth_to_space_infer, .forward = depth_to_space_forward},
+     .infer = depth_to_space_infer, .forward = depth_to_space_forward,
+     .backward = depth_to_space_backward},
     {.name = "SpaceToDepth", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = space_to_depth_infer, .forward = space_to_depth_forward},
+     .infer = space_to_depth_infer, .forward = space_to_depth_forward,
+     .backward = space_to_depth_backward},
     {.name = NULL},
 };

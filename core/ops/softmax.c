@@ -165,12 +165,132 @@ static int hardmax_forward(OpCtx *c)
     return 0;
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* Per normalized slice, from the output alone (so in-place forward is
+ * fine): Softmax dx = y (g - <g, y>); LogSoftmax dx = g - e^y sum(g). */
+
+/* Eight partial sums: they vectorize and round less than one chain. */
+static float dot_f32(const float *restrict a, const float *restrict b, int64_t n)
+{
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += a[i + l] * b[i + l];
+    for (; i < n; i++)
+        s[0] += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static float sum_f32(const float *restrict a, int64_t n)
+{
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += a[i + l];
+    for (; i < n; i++)
+        s[0] += a[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static void softmax_grad_row(float *gx, const float *restrict y, const float *restrict g,
+                             int64_t n, SoftmaxKind kind)
+{
+    if (kind == SOFTMAX) {
+        const float s = dot_f32(g, y, n);
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += y[i] * (g[i] - s);
+    } else {
+        const float s = sum_f32(g, n);
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += g[i] - expf(y[i]) * s;
+    }
+}
+
+/* A [n, inner] block normalized along n, vectorized across inner; acc
+ * holds inner floats of scratch. */
+static void softmax_grad_cols(float *gx, const float *restrict y, const float *restrict g,
+                              int64_t n, int64_t inner, SoftmaxKind kind, float *acc)
+{
+    for (int64_t j = 0; j < inner; j++)
+        acc[j] = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const float *yk = y + k * inner, *gk = g + k * inner;
+        if (kind == SOFTMAX)
+            for (int64_t j = 0; j < inner; j++)
+                acc[j] += gk[j] * yk[j];
+        else
+            for (int64_t j = 0; j < inner; j++)
+                acc[j] += gk[j];
+    }
+    for (int64_t k = 0; k < n; k++) {
+        const float *yk = y + k * inner, *gk = g + k * inner;
+        float *gxk = gx + k * inner;
+        if (kind == SOFTMAX)
+            for (int64_t j = 0; j < inner; j++)
+                gxk[j] += yk[j] * (gk[j] - acc[j]);
+        else
+            for (int64_t j = 0; j < inner; j++)
+                gxk[j] += gk[j] - expf(yk[j]) * acc[j];
+    }
+}
+
+static size_t softmax_bwd_scratch(const OpCtx *c)
+{
+    SoftmaxShape s;
+    if (softmax_shape(c, &s) < 0 || s.inner == 1)
+        return 0;
+    return (size_t)s.inner * sizeof(float);
+}
+
+static int softmax_grad(OpCtx *c, Tensor **gout, Tensor **gin, SoftmaxKind kind)
+{
+    if (!gout[0] || !gin[0])
+        return 0;
+    SoftmaxShape s;
+    int rc = softmax_shape(c, &s);
+    if (rc < 0)
+        return rc;
+    int64_t numel = c->in[0]->numel;
+    for (int k = 0; k < 2; k++) {
+        const Tensor *t = k ? gin[0] : gout[0];
+        if (t->dtype != SH_F32 || t->numel != numel)
+            return op_fail(c, SH_E_SHAPE, "%s gradient has %lld elements; expected %lld",
+                           k ? "input" : "output", (long long)t->numel, (long long)numel);
+    }
+    const float *y = tensor_f32(c->out[0]), *g = tensor_f32(gout[0]);
+    float *gx = tensor_f32(gin[0]);
+    int64_t block = s.n * s.inner;
+    for (int64_t o = 0; o < s.outer; o++) {
+        if (s.inner == 1)
+            softmax_grad_row(gx + o * block, y + o * block, g + o * block, s.n, kind);
+        else
+            softmax_grad_cols(gx + o * block, y + o * block, g + o * block, s.n, s.inner, kind,
+                              c->scratch);
+    }
+    return 0;
+}
+
+static int softmax_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return softmax_grad(c, gout, gin, SOFTMAX);
+}
+
+static int logsoftmax_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    return softmax_grad(c, gout, gin, LOG_SOFTMAX);
+}
+
 const OpDef sh_ops_softmax[] = {
     {.name = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = softmax_infer, .forward = softmax_forward, .scratch = softmax_scratch},
+     .infer = softmax_infer, .forward = softmax_forward, .scratch = softmax_scratch,
+     .backward = softmax_backward, .bwd_scratch = softmax_bwd_scratch},
     {.name = "LogSoftmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .flags = OP_INPLACE, .infer = softmax_infer, .forward = logsoftmax_forward,
-     .scratch = softmax_scratch},
+     .scratch = softmax_scratch, .backward = logsoftmax_backward,
+     .bwd_scratch = softmax_bwd_scratch},
     {.name = "Hardmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
      .infer = softmax_infer, .forward = hardmax_forward},
     {.name = NULL},

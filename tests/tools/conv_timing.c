@@ -246,17 +246,17 @@ int main(int argc, char **argv)
         r.w = rand_buf(l->cout * K, &seed);
         r.b = rand_buf(l->cout, &seed);
         r.y = rand_buf(batch * l->cout * P, &seed);
-        const ConvPlan chosen = conv_plan(&s);
-        const char *names[] = {"direct", "gemm per image", "gemm batch"};
-        for (int algo = 0; algo < 3; algo++) {
-            if (algo == CONV_DIRECT && cin_g != 1)
+        const ConvPlan chosen = conv_plan(&s, threads);
+        const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift"};
+        for (int algo = 0; algo < 4; algo++) {
+            if ((algo == CONV_DIRECT && cin_g != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)))
                 continue;
             /* the chosen algorithm with its own chunk; the others as forced plans */
             r.p = algo == (int)chosen.algo ? chosen : conv_plan_with(&s, (ConvAlgo)algo, 0);
             r.scratch = r.p.scratch_bytes ? aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64) : NULL;
             char note[64];
             snprintf(note, sizeof note, "%s", algo == (int)chosen.algo ? "[chosen] " : "");
-            if (algo == CONV_GEMM_BATCH)
+            if (algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT)
                 snprintf(note + strlen(note), sizeof note - strlen(note), "chunk %lld, %.1f MB scratch",
                          (long long)r.p.chunk, r.p.scratch_bytes / 1048576.0);
             print_row(names[algo], time_work(run_conv, &r, iters), flops, batch, note);
@@ -267,14 +267,17 @@ int main(int argc, char **argv)
             r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64 + 64);
             print_row("im2col alone", time_work(run_im2col, &r, iters), flops, batch, "(GFLOP/s of the conv)");
             free(r.scratch);
-            for (int64_t chunk = 1; chunk <= batch; chunk *= 2) {
-                r.p = conv_plan_with(&s, CONV_GEMM_BATCH, chunk);
-                r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64);
-                char what[48];
-                snprintf(what, sizeof what, "gemm batch chunk %lld", (long long)chunk);
-                print_row(what, time_work(run_conv, &r, iters), flops, batch, "");
-                free(r.scratch);
-            }
+            for (int algo = CONV_GEMM_BATCH; algo <= CONV_GEMM_SHIFT; algo++)
+                for (int64_t chunk = 1; chunk <= batch; chunk *= 2) {
+                    if (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s))
+                        break;
+                    r.p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
+                    r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64);
+                    char what[48];
+                    snprintf(what, sizeof what, "%s chunk %lld", names[algo], (long long)chunk);
+                    print_row(what, time_work(run_conv, &r, iters), flops, batch, "");
+                    free(r.scratch);
+                }
         }
         if (l->group == 1) {
             /* the ceiling: the same GEMM shapes without im2col or copies */

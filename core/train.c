@@ -1,0 +1,383 @@
+#include "train.h"
+
+#include "error.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+TrainConfig train_config_default(void)
+{
+    return (TrainConfig){.opt = OPT_SGD, .lr = 0.05, .momentum = 0.9, .nesterov = true,
+                         .weight_decay = 5e-4, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                         .schedule = SCHED_COSINE, .step_size = 1000, .gamma = 0.1,
+                         .loss = LOSS_CE, .distill_alpha = 0.5, .seed = 1};
+}
+
+/* ---- losses ---- */
+
+double loss_cross_entropy(const float *scores, int64_t rows, int64_t classes, const int64_t *labels,
+                          OutputKind kind, double smoothing, float *d, int64_t *correct)
+{
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = scores + r * classes;
+        float *dr = d + r * classes;
+        int64_t y = labels[r];
+        int best = 0;
+        for (int64_t j = 1; j < classes; j++)
+            if (s[j] > s[best])
+                best = (int)j;
+        *correct += best == y;
+        double off = smoothing / (double)classes, on = 1 - smoothing + off;
+        if (kind == OUT_LOGITS) {
+            double m = s[best], sum = 0;
+            for (int64_t j = 0; j < classes; j++)
+                sum += exp((double)s[j] - m);
+            double lse = m + log(sum);
+            for (int64_t j = 0; j < classes; j++) {
+                double p = exp((double)s[j] - lse), t = j == y ? on : off;
+                total += -t * ((double)s[j] - lse);
+                dr[j] += (float)((p - t) / (double)rows);
+            }
+        } else if (kind == OUT_LOG_PROBS) {
+            for (int64_t j = 0; j < classes; j++) {
+                double t = j == y ? on : off;
+                total += -t * s[j];
+                dr[j] += (float)(-t / (double)rows);
+            }
+        } else { /* probabilities */
+            for (int64_t j = 0; j < classes; j++) {
+                double t = j == y ? on : off, p = fmax((double)s[j], 1e-30);
+                total += -t * log(p);
+                dr[j] += (float)(-t / p / (double)rows);
+            }
+        }
+    }
+    return total / (double)rows;
+}
+
+static void softmax_row(const float *x, int64_t n, double T, double *out)
+{
+    double m = x[0];
+    for (int64_t j = 1; j < n; j++)
+        m = fmax(m, x[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++)
+        sum += out[j] = exp(((double)x[j] - m) / T);
+    for (int64_t j = 0; j < n; j++)
+        out[j] /= sum;
+}
+
+double loss_distill(const float *s, const float *t, int64_t rows, int64_t classes, double T,
+                    double alpha, float *d)
+{
+    double *ps = xmalloc(sizeof *ps * (size_t)classes), *pt = xmalloc(sizeof *pt * (size_t)classes);
+    double total = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        softmax_row(s + r * classes, classes, T, ps);
+        softmax_row(t + r * classes, classes, T, pt);
+        for (int64_t j = 0; j < classes; j++) {
+            if (pt[j] > 0)
+                total += pt[j] * (log(pt[j]) - log(fmax(ps[j], 1e-30)));
+            /* d/ds of T^2 * KL = T * (ps - pt) */
+            d[r * classes + j] += (float)(alpha * T * (ps[j] - pt[j]) / (double)rows);
+        }
+    }
+    free(ps);
+    free(pt);
+    return alpha * T * T * total / (double)rows;
+}
+
+double loss_mse(const float *y, const float *target, int64_t n, float *d)
+{
+    double total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)y[i] - target[i];
+        total += e * e;
+        d[i] += (float)(2 * e / (double)n);
+    }
+    return total / (double)n;
+}
+
+/* ---- optimizer ---- */
+
+double trainer_lr(const Trainer *t)
+{
+    const TrainConfig *c = &t->cfg;
+    double lr = c->lr, s = (double)t->step;
+    if (c->warmup_steps > 0 && t->step < c->warmup_steps)
+        return lr * (s + 1) / (double)c->warmup_steps;
+    s -= (double)c->warmup_steps;
+    double span = (double)(t->total_steps - c->warmup_steps);
+    if (c->schedule == SCHED_COSINE && span > 0)
+        lr *= 0.5 * (1 + cos(3.14159265358979323846 * fmin(s / span, 1.0)));
+    else if (c->schedule == SCHED_STEP && c->step_size > 0)
+        lr *= pow(c->gamma, floor(s / (double)c->step_size));
+    return lr;
+}
+
+static double grad_norm(const float *g, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)g[i] * g[i];
+    return sqrt(s);
+}
+
+static void sgd_update(Trainer *t, double lr)
+{
+    const TrainConfig *c = &t->cfg;
+    float *p = t->g->param_block, *g = t->grads, *v = t->m;
+    const float mom = (float)c->momentum, wd = (float)c->weight_decay, a = (float)lr;
+    for (int64_t i = 0; i < t->n_params; i++) {
+        float gi = g[i] + wd * p[i];
+        v[i] = mom * v[i] + gi;
+        p[i] -= a * (c->nesterov ? gi + mom * v[i] : v[i]);
+    }
+}
+
+static void adamw_update(Trainer *t, double lr)
+{
+    const TrainConfig *c = &t->cfg;
+    float *p = t->g->param_block, *g = t->grads, *m = t->m, *v = t->v;
+    double step = (double)t->step + 1;
+    const float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
+    const float c1 = (float)(1 / (1 - pow(c->beta1, step))), c2 = (float)(1 / (1 - pow(c->beta2, step)));
+    const float a = (float)lr, wd = (float)c->weight_decay;
+    for (int64_t i = 0; i < t->n_params; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= a * ((m[i] * c1) / (sqrtf(v[i] * c2) + eps) + wd * p[i]);
+    }
+}
+
+/* ---- trainer ---- */
+
+static int plan_training(Trainer *t, Graph *g, int64_t batch)
+{
+    Shape s;
+    int rc = graph_input_shape(g, 0, batch, &s);
+    if (rc < 0)
+        return rc;
+    if (s.d[0] != batch)
+        return sh_fail(SH_E_UNSUPPORTED, "the model's batch is fixed at %lld; training needs a symbolic batch",
+                       (long long)s.d[0]);
+    ExecOptions opt = {.training = true, .keep_all = true, .params = g->param_block,
+                       .n_params = g->param_len};
+    if ((rc = exec_plan(g, &s, &opt, &t->plan)) < 0)
+        return rc;
+    if (t->teacher) {
+        Shape ts;
+        if ((rc = graph_input_shape(t->teacher, 0, batch, &ts)) < 0 ||
+            (rc = exec_plan(t->teacher, &ts, NULL, &t->teacher_plan)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int64_t total_steps,
+                 const TrainConfig *cfg)
+{
+    memset(t, 0, sizeof *t);
+    t->g = g;
+    t->teacher = teacher;
+    t->cfg = *cfg;
+    t->batch = batch;
+    t->total_steps = total_steps;
+    int rc;
+    if (g->n_inputs < 1 || g->n_outputs < 1)
+        return sh_fail(SH_E_STATE, "the model has no inputs or outputs");
+    if ((rc = graph_pack_params(g)) < 0)
+        return rc;
+    if (g->param_len == 0)
+        return sh_fail(SH_E_STATE, "the model has no trainable parameters");
+    t->n_params = g->param_len;
+    t->grads = xcalloc((size_t)t->n_params, sizeof(float));
+    t->m = xcalloc((size_t)t->n_params, sizeof(float));
+    t->v = xcalloc((size_t)t->n_params, sizeof(float));
+    if ((rc = plan_training(t, g, batch)) < 0) {
+        trainer_done(t);
+        return rc;
+    }
+    const Tensor *out = exec_output(t->plan, 0);
+    if (out->shape.rank != 2 || out->dtype != SH_F32) {
+        trainer_done(t);
+        return sh_fail(SH_E_SHAPE, "training needs a [batch, classes] float output; '%s' is not",
+                       g->values[g->outputs[0]].name);
+    }
+    if ((rc = tensor_alloc(&t->dlogits, SH_F32, &out->shape)) < 0) {
+        trainer_done(t);
+        return rc;
+    }
+    t->kind = graph_output_kind(g);
+    return 0;
+}
+
+void trainer_done(Trainer *t)
+{
+    exec_free(t->plan);
+    exec_free(t->teacher_plan);
+    free(t->grads);
+    free(t->m);
+    free(t->v);
+    tensor_done(&t->dlogits);
+    tensor_done(&t->target);
+    memset(t, 0, sizeof *t);
+}
+
+static double compute_loss(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st)
+{
+    const Tensor *out = exec_output(t->plan, 0);
+    int64_t rows = out->shape.d[0], classes = out->shape.d[1];
+    memset(t->dlogits.data, 0, tensor_bytes(&t->dlogits));
+    double label_weight = t->teacher_plan ? 1 - t->cfg.distill_alpha : 1;
+    float *d = tensor_f32(&t->dlogits);
+    double loss = loss_cross_entropy(tensor_f32(out), rows, classes, tensor_i64(labels), t->kind,
+                                     t->cfg.label_smoothing, d, &st->correct);
+    if (label_weight != 1)
+        for (int64_t i = 0; i < t->dlogits.numel; i++)
+            d[i] *= (float)label_weight;
+    loss *= label_weight;
+    if (t->teacher_plan) {
+        Tensor xv = *x;
+        Tensor *xs[1] = {&xv};
+        if (exec_run(t->teacher_plan, xs) == 0)
+            loss += loss_distill(tensor_f32(out), tensor_f32(exec_output(t->teacher_plan, 0)), rows,
+                                 classes, t->cfg.distill_T, t->cfg.distill_alpha, d);
+    }
+    st->rows = rows;
+    return loss;
+}
+
+int trainer_step(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st)
+{
+    memset(st, 0, sizeof *st);
+    Tensor xv = *x;
+    Shape want = exec_value(t->plan, t->g->inputs[0])->shape;
+    if (xv.numel != shape_numel(&want))
+        return sh_fail(SH_E_SHAPE, "a training batch has %lld values; the model takes %lld",
+                       (long long)xv.numel, (long long)shape_numel(&want));
+    xv.shape = want;
+    Tensor *xs[1] = {&xv};
+    exec_set_seed(t->plan, t->cfg.seed * 1000003ULL + (uint64_t)t->step);
+    int rc = exec_run(t->plan, xs);
+    if (rc < 0)
+        return rc;
+    st->loss = compute_loss(t, &xv, labels, st);
+    if (!isfinite(st->loss))
+        return sh_fail(SH_E_NUMERIC, "the loss became %g at step %lld (learning rate too high?)",
+                       st->loss, (long long)t->step);
+    memset(t->grads, 0, sizeof(float) * (size_t)t->n_params);
+    Tensor *g[1] = {&t->dlogits};
+    if ((rc = exec_backward(t->plan, g, t->grads)) < 0)
+        return rc;
+    if (t->cfg.clip_norm > 0) {
+        double norm = grad_norm(t->grads, t->n_params);
+        if (norm > t->cfg.clip_norm) {
+            float scale = (float)(t->cfg.clip_norm / norm);
+            for (int64_t i = 0; i < t->n_params; i++)
+                t->grads[i] *= scale;
+        }
+    }
+    double lr = trainer_lr(t);
+    if (t->cfg.opt == OPT_ADAMW)
+        adamw_update(t, lr);
+    else
+        sgd_update(t, lr);
+    t->step++;
+    return 0;
+}
+
+/* ---- epochs ---- */
+
+static void report(const FitConfig *cfg, TrainProgress *p)
+{
+    if (cfg->progress)
+        cfg->progress(p, cfg->ctx);
+}
+
+static int run_epoch(Trainer *t, BatchIter *it, const FitConfig *cfg, TrainProgress *p, double t_start,
+                     int64_t total_steps, FitResult *r)
+{
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    int rc;
+    p->step = 0;
+    while ((rc = batch_iter_next(it)) == 1) {
+        if (cfg->cancel && *cfg->cancel) {
+            r->cancelled = true;
+            return 0;
+        }
+        StepStats st;
+        if ((rc = trainer_step(t, &it->x, &it->y, &st)) < 0)
+            return rc;
+        loss_sum += st.loss * (double)st.rows;
+        correct += st.correct;
+        seen += st.rows;
+        r->steps++;
+        p->step++;
+        p->loss = loss_sum / (double)seen;
+        p->accuracy = (double)correct / (double)seen;
+        double elapsed = now_seconds() - t_start;
+        p->images_per_s = (double)(r->steps * t->batch) / elapsed;
+        p->eta_s = elapsed / (double)r->steps * (double)(total_steps - r->steps);
+        p->lr = trainer_lr(t);
+        report(cfg, p);
+    }
+    r->train_loss = p->loss;
+    r->train_accuracy = p->accuracy;
+    return rc < 0 ? rc : 0;
+}
+
+int fit(Graph *g, const Graph *teacher, const DataSubset *train, const DataSubset *val,
+        const FitConfig *cfg, FitResult *r)
+{
+    memset(r, 0, sizeof *r);
+    if (cfg->batch < 1 || cfg->epochs < 1)
+        return sh_fail(SH_E_ARG, "batch and epochs must be at least 1");
+    if (train->n < cfg->batch)
+        return sh_fail(SH_E_ARG, "the training set has %lld samples, fewer than one batch of %lld",
+                       (long long)train->n, (long long)cfg->batch);
+    int rc = eval_check_compat(g, train->ds);
+    if (rc < 0)
+        return rc;
+    BatchOpts bo = cfg->data;
+    bo.drop_last = true; /* one plan, one batch size */
+    BatchIter it;
+    if ((rc = batch_iter_init(&it, train, cfg->batch, &bo)) < 0)
+        return rc;
+    int64_t per_epoch = batch_iter_count(&it), total = per_epoch * cfg->epochs;
+    Trainer t;
+    if ((rc = trainer_init(&t, g, teacher, cfg->batch, total, &cfg->cfg)) < 0) {
+        batch_iter_done(&it);
+        return rc;
+    }
+    TrainProgress p = {.epochs = cfg->epochs, .steps_per_epoch = per_epoch};
+    double t0 = now_seconds();
+    for (int64_t e = 0; e < cfg->epochs && rc == 0 && !r->cancelled; e++) {
+        p.epoch = e;
+        p.epoch_done = false;
+        rc = run_epoch(&t, &it, cfg, &p, t0, total, r);
+        if (rc < 0 || r->cancelled)
+            break;
+        if (val && val->n > 0) {
+            EvalResult er;
+            if ((rc = evaluate(g, val, cfg->batch, &er)) < 0)
+                break;
+            p.val_loss = r->val_loss = er.loss;
+            p.val_accuracy = r->val_accuracy = er.accuracy;
+        }
+        p.epoch_done = true;
+        report(cfg, &p);
+    }
+    r->seconds = now_seconds() - t0;
+    r->images_per_s = r->seconds > 0 ? (double)(r->steps * cfg->batch) / r->seconds : 0;
+    trainer_done(&t);
+    batch_iter_done(&it);
+    if (rc == 0 && r->cancelled)
+        return sh_fail(SH_E_CANCELLED, "training cancelled after %lld steps; the model keeps the last finished step",
+                       (long long)r->steps);
+    return rc;
+}

@@ -1,0 +1,115 @@
+/* Training: losses, optimizers (SGD with momentum/Nesterov/weight decay,
+ * AdamW), learning-rate schedules, gradient clipping, one training step
+ * over a keep_all plan, and the epoch loop with validation, progress and
+ * cancellation. Parameters, gradients and optimizer state share one flat
+ * layout (graph_pack_params), so the optimizer is one loop. */
+#ifndef SH_TRAIN_H
+#define SH_TRAIN_H
+
+#include "data.h"
+#include "evaluate.h"
+#include "exec.h"
+#include "graph.h"
+
+#include <signal.h>
+#include <stdbool.h>
+
+typedef enum { OPT_SGD, OPT_ADAMW } OptKind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef enum { LOSS_CE, LOSS_MSE } LossKind;
+
+typedef struct {
+    OptKind opt;
+    double lr;
+    double momentum;      /* SGD */
+    bool nesterov;
+    double weight_decay;  /* SGD: L2 added to the gradient; AdamW: decoupled */
+    double beta1, beta2, eps;
+    double clip_norm;     /* global gradient-norm clipping; 0 = off */
+    SchedKind schedule;
+    int64_t step_size;    /* SCHED_STEP: multiply by gamma every step_size steps */
+    double gamma;
+    int64_t warmup_steps; /* linear warm-up from 0 */
+    LossKind loss;
+    double label_smoothing;
+    double distill_T;     /* > 0 with a teacher: KL to the teacher at temperature T */
+    double distill_alpha; /* weight of the distillation term (1 - alpha on the labels) */
+    uint64_t seed;
+} TrainConfig;
+
+/* Defaults: SGD, lr 0.05, momentum 0.9, Nesterov, wd 5e-4, cosine. */
+TrainConfig train_config_default(void);
+
+typedef struct {
+    double loss;       /* mean over the batch */
+    int64_t correct;
+    int64_t rows;
+} StepStats;
+
+typedef struct {
+    Graph *g;                /* borrowed; parameters packed */
+    const Graph *teacher;    /* borrowed, optional */
+    TrainConfig cfg;
+    int64_t batch, step, total_steps;
+    ExecPlan *plan, *teacher_plan;
+    float *grads, *m, *v;    /* n_params each, laid out like g->param_block */
+    int64_t n_params;
+    Tensor dlogits, target;  /* [batch, classes] */
+    OutputKind kind;
+} Trainer;
+
+/* Prepares training of g (packing its parameters) at a fixed batch size;
+ * total_steps drives the cosine schedule. teacher may be NULL. */
+int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int64_t total_steps,
+                 const TrainConfig *cfg);
+/* One step on x [batch, ...] and int64 labels [batch]: forward, loss,
+ * backward, clipping, optimizer update. */
+int trainer_step(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st);
+/* Learning rate of the current step. */
+double trainer_lr(const Trainer *t);
+void trainer_done(Trainer *t);
+
+/* Losses: fill d (dL/dscores, already divided by rows) and return the
+ * mean loss. */
+double loss_cross_entropy(const float *scores, int64_t rows, int64_t classes, const int64_t *labels,
+                          OutputKind kind, double smoothing, float *d, int64_t *correct);
+/* Adds alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (mean over rows) and
+ * its gradient to d; returns that term. */
+double loss_distill(const float *s, const float *t, int64_t rows, int64_t classes, double T,
+                    double alpha, float *d);
+double loss_mse(const float *y, const float *target, int64_t n, float *d);
+
+/* ---- the epoch loop ---- */
+
+typedef struct {
+    int64_t epoch, epochs;       /* epoch is 0-based */
+    int64_t step, steps_per_epoch;
+    double loss, accuracy;       /* running means over this epoch */
+    double images_per_s, eta_s, lr;
+    bool epoch_done;             /* set on the last call of an epoch, with validation */
+    double val_loss, val_accuracy;
+} TrainProgress;
+
+typedef struct {
+    int64_t epochs, batch;
+    TrainConfig cfg;
+    BatchOpts data;              /* shuffle, augmentation, seed */
+    void (*progress)(const TrainProgress *p, void *ctx);
+    void *ctx;
+    volatile sig_atomic_t *cancel; /* checked between steps */
+} FitConfig;
+
+typedef struct {
+    int64_t steps;
+    double seconds, images_per_s;
+    double train_loss, train_accuracy;  /* last epoch */
+    double val_loss, val_accuracy;      /* after the last epoch (if val given) */
+    bool cancelled;
+} FitResult;
+
+/* Trains g on train, validating on val (optional) after each epoch. On
+ * cancellation the model keeps the last finished step. */
+int fit(Graph *g, const Graph *teacher, const DataSubset *train, const DataSubset *val,
+        const FitConfig *cfg, FitResult *r);
+
+#endif
