@@ -198,10 +198,12 @@ static int fold_node(ExecPlan *p, int i, Tensor **in)
 
 /* Reshape-like ops share their input's bytes unless the model also reads
  * their extra outputs (Dropout's mask), which forward must compute. */
-static bool node_aliases(const Node *n)
+static bool node_aliases(const ExecPlan *p, const Node *n)
 {
     if (!(n->op->flags & OP_ALIAS))
         return false;
+    if (p->opt.training && strcmp(n->op_type, "Dropout") == 0)
+        return false; /* training Dropout draws a mask: forward must run */
     for (int k = 1; k < n->n_out; k++)
         if (n->out[k] >= 0)
             return false;
@@ -391,7 +393,7 @@ static int plan_nodes(ExecPlan *p)
                 st->extra[k] = *out[k];
                 out[k] = &st->extra[k];
             } else
-                p->slots[n->out[k]].kind = node_aliases(n) && k == 0 ? SLOT_VIEW : SLOT_ARENA;
+                p->slots[n->out[k]].kind = node_aliases(p, n) && k == 0 ? SLOT_VIEW : SLOT_ARENA;
         }
         st->node = i;
         st->n_in = n->n_in;
@@ -771,7 +773,7 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
     for (int s = 0; s < p->n_steps; s++) {
         Step *st = &p->steps[s];
         const Node *n = &g->nodes[st->node];
-        if (node_aliases(n) || st->fused_away) {
+        if (node_aliases(p, n) || st->fused_away) {
             st->out[0]->data = st->in[0]->data;
             continue;
         }

@@ -99,54 +99,48 @@ static int tensor_from_proto(const Onnx__TensorProto *tp, const char *what, Tens
     int64_t numel = shape_numel(&s);
     if (numel < 0)
         return sh_fail(SH_E_FORMAT, "%s: element count overflows", what);
+    /* The data present must match the shape before anything is allocated:
+     * a 100-byte file claiming a [100000,100000] initializer made us
+     * allocate 40 GB before noticing it had no data (fuzz/fuzz_onnx). */
+    size_t esz = onnx_elem_size(type), have;
+    if (tp->has_raw_data) {
+        int64_t want;
+        if (!sh_mul_ok(numel, (int64_t)esz, &want) || (size_t)want != tp->raw_data.len)
+            return sh_fail(SH_E_FORMAT, "%s: raw data holds %zu bytes; shape %lld elements of %s need %lld",
+                           what, tp->raw_data.len, (long long)numel, onnx_type_name(type),
+                           (long long)(numel * (int64_t)esz));
+    } else {
+        switch (type) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: have = tp->n_float_data; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = tp->n_int64_data; break;
+        default: have = tp->n_int32_data; break;
+        }
+        if ((int64_t)have != numel)
+            return sh_fail(SH_E_FORMAT, "%s: holds %zu values; shape needs %lld", what, have,
+                           (long long)numel);
+    }
     Tensor *t = tensor_new(dt, &s);
     if (!t)
         return sh_fail_prefix(SH_E_NOMEM, "%s", what);
-    size_t esz = onnx_elem_size(type);
-    int rc = 0;
-    if (tp->has_raw_data) {
-        int64_t want;
-        if (!sh_mul_ok(numel, (int64_t)esz, &want) || (size_t)want != tp->raw_data.len) {
-            rc = sh_fail(SH_E_FORMAT, "%s: raw data holds %zu bytes; shape %lld elements of %s need %lld",
-                         what, tp->raw_data.len, (long long)numel, onnx_type_name(type),
-                         (long long)(numel * (int64_t)esz));
-            goto fail;
-        }
-        if (dt == (DType)type) {
-            if (want > 0) /* an empty raw_data may carry a NULL pointer */
-                memcpy(t->data, tp->raw_data.data, (size_t)want);
-        }
-        else
-            for (int64_t i = 0; i < numel; i++)
-                tensor_i64(t)[i] = raw_int(tp->raw_data.data, type, i);
-        *out = t;
-        return 0;
-    }
-    size_t have;
-    switch (type) {
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: have = tp->n_float_data; break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = tp->n_int64_data; break;
-    default: have = tp->n_int32_data; break;
-    }
-    if ((int64_t)have != numel) {
-        rc = sh_fail(SH_E_FORMAT, "%s: holds %zu values; shape needs %lld", what, have,
-                     (long long)numel);
-        goto fail;
-    }
-    for (int64_t i = 0; i < numel; i++) {
-        switch (type) {
-        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: tensor_f32(t)[i] = tp->float_data[i]; break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: tensor_i64(t)[i] = tp->int64_data[i]; break;
-        case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
-        case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: tensor_u8(t)[i] = (uint8_t)tp->int32_data[i]; break;
-        default: tensor_i64(t)[i] = tp->int32_data[i]; break;
+    if (tp->has_raw_data && dt == (DType)type) {
+        if (numel > 0) /* an empty raw_data may carry a NULL pointer */
+            memcpy(t->data, tp->raw_data.data, (size_t)numel * esz);
+    } else if (tp->has_raw_data) {
+        for (int64_t i = 0; i < numel; i++)
+            tensor_i64(t)[i] = raw_int(tp->raw_data.data, type, i);
+    } else {
+        for (int64_t i = 0; i < numel; i++) {
+            switch (type) {
+            case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: tensor_f32(t)[i] = tp->float_data[i]; break;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: tensor_i64(t)[i] = tp->int64_data[i]; break;
+            case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+            case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: tensor_u8(t)[i] = (uint8_t)tp->int32_data[i]; break;
+            default: tensor_i64(t)[i] = tp->int32_data[i]; break;
+            }
         }
     }
     *out = t;
     return 0;
-fail:
-    tensor_free(t);
-    return rc;
 }
 
 /* ---- value types ---- */
@@ -163,6 +157,13 @@ static int read_value_info(Graph *g, const Onnx__ValueInfoProto *vi, const char 
     int v = graph_value(g, vi->name);
     Value *val = &g->values[v];
     *out = v;
+    /* An initializer or an input already has its type and shape: another
+     * declaration of the name (IR < 4 lists initializers as inputs; an
+     * output may be an input) must not change them. An output declared
+     * float64 once turned a float32 input into an untyped one, which the
+     * exporter then wrote without a type (fuzz/fuzz_onnx). */
+    if (val->flags & (VAL_CONST | VAL_INPUT))
+        return 0;
     if (!vi->type)
         return 0;
     if (vi->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
@@ -194,6 +195,12 @@ static int read_value_info(Graph *g, const Onnx__ValueInfoProto *vi, const char 
 
 /* ---- attributes and nodes ---- */
 
+/* Empty lists and strings arrive as NULL arrays, and memcpy from NULL is
+ * undefined even for 0 bytes (UBSan, found by fuzz/fuzz_onnx): empty
+ * lists point here instead, empty strings are not copied. */
+static const int64_t NO_INTS[1];
+static const float NO_FLOATS[1];
+
 static int read_attr(Node *n, const Onnx__AttributeProto *ap, const char *origin)
 {
     if (!ap->name)
@@ -222,7 +229,8 @@ static int read_attr(Node *n, const Onnx__AttributeProto *ap, const char *origin
     case ATTR_INT: node_set_int(n, ap->name, ap->i); return 0;
     case ATTR_STRING: {
         char *s = xmalloc(ap->s.len + 1);
-        memcpy(s, ap->s.data, ap->s.len);
+        if (ap->s.len) /* an empty string may carry a NULL pointer */
+            memcpy(s, ap->s.data, ap->s.len);
         s[ap->s.len] = 0;
         node_set_str(n, ap->name, s);
         free(s);
@@ -231,12 +239,12 @@ static int read_attr(Node *n, const Onnx__AttributeProto *ap, const char *origin
     case ATTR_INTS:
         if (ap->n_ints > (size_t)INT32_MAX)
             return sh_fail(SH_E_FORMAT, "%s: node '%s' attribute '%s' is too long", origin, n->name, ap->name);
-        node_set_ints(n, ap->name, ap->ints, (int)ap->n_ints);
+        node_set_ints(n, ap->name, ap->ints ? ap->ints : NO_INTS, (int)ap->n_ints);
         return 0;
     case ATTR_FLOATS:
         if (ap->n_floats > (size_t)INT32_MAX)
             return sh_fail(SH_E_FORMAT, "%s: node '%s' attribute '%s' is too long", origin, n->name, ap->name);
-        node_set_floats(n, ap->name, ap->floats, (int)ap->n_floats);
+        node_set_floats(n, ap->name, ap->floats ? ap->floats : NO_FLOATS, (int)ap->n_floats);
         return 0;
     case ATTR_TENSOR: {
         Tensor *t;
@@ -252,7 +260,7 @@ static int read_attr(Node *n, const Onnx__AttributeProto *ap, const char *origin
     }
     case ATTR_STRINGS: {
         Attr *a;
-        node_set_ints(n, ap->name, NULL, 0); /* creates the slot */
+        node_set_ints(n, ap->name, NO_INTS, 0); /* creates the slot */
         a = (Attr *)node_attr(n, ap->name);
         free(a->ints);
         a->ints = NULL;
@@ -261,7 +269,8 @@ static int read_attr(Node *n, const Onnx__AttributeProto *ap, const char *origin
         a->strings = xcalloc(ap->n_strings + 1, sizeof *a->strings);
         for (size_t i = 0; i < ap->n_strings; i++) {
             a->strings[i] = xmalloc(ap->strings[i].len + 1);
-            memcpy(a->strings[i], ap->strings[i].data, ap->strings[i].len);
+            if (ap->strings[i].len)
+                memcpy(a->strings[i], ap->strings[i].data, ap->strings[i].len);
             a->strings[i][ap->strings[i].len] = 0;
         }
         return 0;
@@ -356,6 +365,8 @@ static int read_graph(Graph *g, const Onnx__GraphProto *gp, const char *origin)
         Value *val = &g->values[v];
         if (val->flags & VAL_CONST) /* IR < 4 lists initializers as inputs too */
             continue;
+        if (val->flags & VAL_INPUT)
+            return sh_fail(SH_E_FORMAT, "%s: input '%s' is declared twice", origin, val->name);
         if (val->dtype == SH_UNDEF)
             return sh_fail(SH_E_UNSUPPORTED, "%s: input '%s' has element type %s; shears supports float32, int64, uint8 and bool inputs",
                            origin, val->name, onnx_type_name(et));

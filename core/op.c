@@ -112,7 +112,7 @@ int op_run_mode(const Node *n, int opset, int training, Tensor **in, int n_in, T
             goto fail;
         }
     }
-    if ((op->flags & OP_ALIAS) && n_out == 1) {
+    if ((op->flags & OP_ALIAS) && n_out == 1 && !training) {
         memcpy(outs[0]->data, in[0]->data, tensor_bytes(outs[0]));
     } else {
         size_t sb = op->scratch ? op->scratch(&c) : 0;

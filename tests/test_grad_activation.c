@@ -243,6 +243,42 @@ static void test_int64_inputs_have_no_gradient(void **state)
     tensor_free(g);
 }
 
+/* Ops whose backward reads only the output give the same gradient when
+ * the input was overwritten by an in-place forward. */
+static void test_output_only_gradients_survive_in_place_forward(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 16);
+    Shape s = shape_of(2, (int64_t)3, (int64_t)9);
+    const char *ops[] = {"Relu", "HardSigmoid", "Sigmoid", "Tanh", "Tan", "Exp", "Sqrt",
+                         "Reciprocal", "Neg"};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        Tensor *x = t_rand(&r, &s, 0.2f, 1.2f), *g = t_rand(&r, &s, -1, 1), *y = NULL;
+        int positive_only = !strcmp(ops[k], "Sqrt");
+        for (int64_t i = 0; !positive_only && i < x->numel; i += 2)
+            tensor_f32(x)[i] = -tensor_f32(x)[i];
+        tensor_f32(x)[1] = positive_only ? 2.9f : -2.9f; /* HardSigmoid's flat sides */
+        tensor_f32(x)[3] = 2.9f;
+        Node *n = t_node(ops[k], 1, 1);
+        assert_int_equal(t_run(n, 17, &x, 1, &y, 1), 0);
+        Tensor *a = tensor_new(SH_F32, &s), *b = tensor_new(SH_F32, &s);
+        OpCtx c = {.node = n, .opset = 17, .n_in = 1, .n_out = 1, .in = &x, .out = &y};
+        assert_int_equal(n->op->backward(&c, &g, &a), 0);
+        memcpy(x->data, y->data, tensor_bytes(y)); /* what an in-place forward leaves */
+        assert_int_equal(n->op->backward(&c, &g, &b), 0);
+        char label[64];
+        snprintf(label, sizeof label, "%s with the input overwritten by the output", ops[k]);
+        assert_true(t_max_diff(label, a, b) == 0);
+        t_node_free(n);
+        tensor_free(x);
+        tensor_free(y);
+        tensor_free(g);
+        tensor_free(a);
+        tensor_free(b);
+    }
+}
+
 /* ---- Clip ---------------------------------------------------------------- */
 
 /* Bounds as attributes (opset 6), as inputs (11, 13), one-sided and absent;
@@ -411,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_kinks_take_the_forward_side),
         cmocka_unit_test(test_null_output_gradient_adds_nothing),
         cmocka_unit_test(test_int64_inputs_have_no_gradient),
+        cmocka_unit_test(test_output_only_gradients_survive_in_place_forward),
         cmocka_unit_test(test_clip_gradient_passes_inside_bounds_in_every_opset_form),
         cmocka_unit_test(test_prelu_gradients_for_input_and_slope),
         cmocka_unit_test(test_prelu_gradient_matches_naive_reference),

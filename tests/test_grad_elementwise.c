@@ -118,6 +118,21 @@ static void test_binary_gradients_match_finite_differences_over_broadcasts(void 
             tensor_free(in[0]);
             tensor_free(in[1]);
         }
+    /* Opset 6 form: broadcast=1 with B aligned at axis (trailing here). */
+    Shape as = shp(3, (int64_t[]){2, 3, 4}), bs = shp(2, (int64_t[]){3, 4});
+    for (size_t k = 0; k < 4; k++) {
+        Tensor *in[2] = {t_rand(&r, &as, -2, 2), t_rand(&r, &bs, 0.5f, 2)};
+        Node *n = t_node(bin_cases[k].op, 2, 1);
+        node_set_int(n, "broadcast", 1);
+        node_set_int(n, "axis", 1);
+        char label[64];
+        snprintf(label, sizeof label, "%s opset 6 broadcast=1 axis=1", bin_cases[k].op);
+        GradCheck opt = {.seed = 900 + k};
+        check_grad(label, n, 6, in, 2, &opt, &worst);
+        t_node_free(n);
+        tensor_free(in[0]);
+        tensor_free(in[1]);
+    }
     printf("binary ops: worst error %.3f of tolerance\n", worst);
 }
 
@@ -322,6 +337,29 @@ static void test_int64_inputs_have_no_gradient(void **state)
     tensor_free(in[1]);
     tensor_free(g);
     tensor_free(ga);
+}
+
+/* Zero-size tensors: nothing to add, and nothing may be touched. */
+static void test_empty_tensors_give_empty_gradients(void **state)
+{
+    (void)state;
+    Shape e = shp(2, (int64_t[]){0, 3}), c = shp(1, (int64_t[]){3});
+    Tensor *in[2] = {tensor_new(SH_F32, &e), t_f32(&c, (float[]){1, 2, 3})};
+    Tensor *g = tensor_new(SH_F32, &e);
+    Tensor *gin[2] = {tensor_new(SH_F32, &e), t_f32(&c, (float[]){5, 5, 5})};
+    const char *ops[] = {"Add", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean"};
+    for (int k = 0; k < 8; k++) {
+        Node *n = t_node(ops[k], 2, 1);
+        assert_int_equal(run_backward(n, 13, in, 2, g, gin), 0);
+        for (int i = 0; i < 3; i++)
+            assert_float_equal(tensor_f32(gin[1])[i], 5, 0);
+        t_node_free(n);
+    }
+    for (int i = 0; i < 2; i++) {
+        tensor_free(in[i]);
+        tensor_free(gin[i]);
+    }
+    tensor_free(g);
 }
 
 /* ---- variadic ops -------------------------------------------------------- */
@@ -610,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_shared_input_accumulates_both_contributions),
         cmocka_unit_test(test_null_gradients_are_skipped),
         cmocka_unit_test(test_int64_inputs_have_no_gradient),
+        cmocka_unit_test(test_empty_tensors_give_empty_gradients),
         cmocka_unit_test(test_sum_mean_max_min_gradients_over_broadcasts),
         cmocka_unit_test(test_max_min_winner_gets_gradient_ties_first),
         cmocka_unit_test(test_where_gradient_splits_by_condition),

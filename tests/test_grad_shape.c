@@ -343,6 +343,7 @@ static void test_tile_gradient_sums_tiles(void **state)
     assert_true(tensor_f32(gin[0])[0] == 10101.5f);
     assert_true(tensor_f32(gin[0])[1] == 101010.25f);
     free_all((Tensor *[]){in[0], in[1], y, gout, gin[0]}, 5);
+    t_node_free(n);
 
     static const struct {
         int rank;
@@ -549,6 +550,24 @@ static void test_dropout_backward_redraws_mask_without_mask_output(void **state)
     t_node_free(two);
 }
 
+/* An executor that aliased the output to the input never ran forward, so
+ * the forward was the identity: the gradient passes through unchanged. */
+static void test_dropout_backward_after_aliased_forward_passes_through(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 12);
+    Shape s = shape_of(2, (int64_t)5, (int64_t)7);
+    Tensor *x = t_rand(&r, &s, -1, 1);
+    Tensor view = tensor_view(SH_F32, &s, x->data), *y = &view;
+    Node *n = dropout_node(1, 1, 0.5f);
+    Tensor *gout = t_rand(&r, &s, -1, 1), *gin = tensor_new(SH_F32, &s);
+    assert_int_equal(run_backward(n, 11, 1, 3, &x, 1, &y, 1, &gout, &gin), 0);
+    assert_memory_equal(gin->data, gout->data, tensor_bytes(gin));
+    free_all((Tensor *[]){x, gout, gin}, 3);
+    t_node_free(n);
+}
+
 /* Inference (no flag, training_mode absent or false) and ratio 0 keep
  * the identity with an all-true mask, and the gradient passes through. */
 static void test_dropout_stays_identity_outside_training(void **state)
@@ -628,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_dropout_keeps_about_one_minus_ratio_scaled),
         cmocka_unit_test(test_dropout_gradient_matches_finite_difference),
         cmocka_unit_test(test_dropout_backward_redraws_mask_without_mask_output),
+        cmocka_unit_test(test_dropout_backward_after_aliased_forward_passes_through),
         cmocka_unit_test(test_dropout_stays_identity_outside_training),
         cmocka_unit_test(test_dropout_training_rejects_bad_ratio),
     };

@@ -105,7 +105,7 @@ static Graph *build_graph(void)
     memcpy(tv->data, W_VALUES, sizeof W_VALUES);
     node_set_tensor(n, "t", tv);
     /* STRINGS has no setter: build the slot as the importer does */
-    node_set_ints(n, "ss", NULL, 0);
+    node_set_ints(n, "ss", iv, 0);
     Attr *a = (Attr *)node_attr(n, "ss");
     free(a->ints);
     a->ints = NULL;
@@ -604,6 +604,23 @@ static void test_import_fails_naming_an_overflowing_shape(void **state)
     assert_msg_has("overflows");
 }
 
+/* The data present is checked against the shape before allocating: a few
+ * bytes claiming 2^61 elements are refused as corrupt, not out of memory. */
+static void test_import_checks_data_before_allocating(void **state)
+{
+    (void)state;
+    PbModel p;
+    pb_model(&p);
+    Onnx__TensorProto *t = p.inits[0];
+    t->has_raw_data = 0;
+    t->n_dims = 2;
+    t->dims = palloc(2 * sizeof *t->dims);
+    t->dims[0] = INT64_C(1) << 31;
+    t->dims[1] = INT64_C(1) << 30;
+    assert_int_equal(pb_load(&p), SH_E_FORMAT);
+    assert_msg_has("initializer 'b': holds 0 values");
+}
+
 static void test_import_fails_naming_an_external_initializer(void **state)
 {
     (void)state;
@@ -725,6 +742,67 @@ static void test_import_fails_naming_an_unprovided_value(void **state)
     assert_int_equal(pb_load(&p), SH_E_FORMAT);
     assert_msg_has("'plus'");
     assert_msg_has("'ghost'");
+}
+
+static void test_import_fails_naming_an_input_declared_twice(void **state)
+{
+    (void)state;
+    PbModel p;
+    pb_model(&p);
+    p.inputs[p.g.n_input++] = pb_value("x", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, DIM3);
+    assert_int_equal(pb_load(&p), SH_E_FORMAT);
+    assert_msg_has("input 'x' is declared twice");
+}
+
+/* A graph output that is also the input keeps the input's type: the
+ * output's float64 declaration used to make the input untyped. */
+static void test_output_declaration_does_not_retype_an_input(void **state)
+{
+    (void)state;
+    PbModel p;
+    pb_model(&p);
+    const int64_t five[1] = {5};
+    p.outputs[p.g.n_output++] = pb_value("x", ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE, 1, five);
+    size_t n = onnx__model_proto__get_packed_size(&p.m);
+    uint8_t *buf = xmalloc(n);
+    onnx__model_proto__pack(&p.m, buf);
+    pool_release();
+    Graph *g = NULL;
+    assert_int_equal(onnx_load_buffer(buf, n, "hand.onnx", &g), 0);
+    free(buf);
+    const Value *x = &g->values[g->inputs[0]];
+    assert_int_equal(x->dtype, SH_F32);
+    assert_int_equal(x->shape.rank, 1);
+    assert_int_equal(x->shape.d[0], 3);
+    Graph *back = round_trip(g);
+    assert_int_equal(back->values[back->inputs[0]].dtype, SH_F32);
+    graph_free(back);
+    graph_free(g);
+}
+
+/* IR < 4 lists initializers among the inputs; their declaration there
+ * does not change the initializer's type or shape. */
+static void test_initializer_listed_as_input_keeps_its_shape(void **state)
+{
+    (void)state;
+    PbModel p;
+    pb_model(&p);
+    p.m.ir_version = 3;
+    const int64_t six[2] = {2, 3};
+    p.inputs[p.g.n_input++] = pb_value("b", ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE, 2, six);
+    size_t n = onnx__model_proto__get_packed_size(&p.m);
+    uint8_t *buf = xmalloc(n);
+    onnx__model_proto__pack(&p.m, buf);
+    pool_release();
+    Graph *g = NULL;
+    assert_int_equal(onnx_load_buffer(buf, n, "hand.onnx", &g), 0);
+    free(buf);
+    assert_int_equal(g->n_inputs, 1);
+    const Value *b = &g->values[graph_find_value(g, "b")];
+    assert_int_equal(b->dtype, SH_F32);
+    assert_int_equal(b->shape.rank, 1);
+    assert_int_equal(b->shape.d[0], 3);
+    graph_free(g);
 }
 
 static void test_import_fails_naming_a_cycle(void **state)
@@ -883,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_import_fails_naming_short_raw_data),
         cmocka_unit_test(test_import_fails_naming_a_negative_dim),
         cmocka_unit_test(test_import_fails_naming_an_overflowing_shape),
+        cmocka_unit_test(test_import_checks_data_before_allocating),
         cmocka_unit_test(test_import_fails_naming_an_external_initializer),
         cmocka_unit_test(test_import_fails_naming_a_float64_initializer),
         cmocka_unit_test(test_import_fails_naming_an_input_without_shape),
@@ -893,6 +972,9 @@ int main(void)
         cmocka_unit_test(test_import_fails_naming_a_loop_node),
         cmocka_unit_test(test_import_fails_naming_a_value_produced_twice),
         cmocka_unit_test(test_import_fails_naming_an_unprovided_value),
+        cmocka_unit_test(test_import_fails_naming_an_input_declared_twice),
+        cmocka_unit_test(test_output_declaration_does_not_retype_an_input),
+        cmocka_unit_test(test_initializer_listed_as_input_keeps_its_shape),
         cmocka_unit_test(test_import_fails_naming_a_cycle),
         cmocka_unit_test(test_import_fails_on_a_graph_without_outputs),
         cmocka_unit_test(test_import_fails_on_a_model_without_graph),

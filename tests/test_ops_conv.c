@@ -253,6 +253,11 @@ static const Case ALGO_CASES[] = {
     {.nd = 2, .n = 3, .cin = 3, .cout = 5, .group = 1, .in = {4, 9}, .k = {5, 1}, .stride = {1, 1}, .dil = {1, 1}, .pb = {3, 0}, .pe = {1, 0}},
     {.nd = 1, .n = 4, .cin = 5, .cout = 3, .group = 1, .in = {11}, .k = {4}, .stride = {1}, .dil = {2}, .pb = {2}, .pe = {4}, .bias = true},
     {.nd = 2, .n = 2, .cin = 2, .cout = 2, .group = 1, .in = {1, 1}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}},
+    /* enough channels for conv_plan to pick shift (16x16 on any thread count, 6x7 on several) */
+    {.nd = 2, .n = 5, .cin = 8, .cout = 6, .group = 1, .in = {16, 16}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
+    {.nd = 2, .n = 19, .cin = 16, .cout = 8, .group = 2, .in = {6, 7}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}},
+    /* a long image: per-image GEMMs are wide enough on one thread */
+    {.nd = 1, .n = 2, .cin = 2, .cout = 5, .group = 1, .in = {600}, .k = {3}, .stride = {1}, .dil = {1}, .bias = true},
 };
 
 static void test_conv_every_algorithm_matches_reference(void **state)
@@ -318,16 +323,37 @@ static void test_conv_pointwise_needs_no_im2col_scratch(void **state)
     assert_true(conv_plan_with(&s, CONV_GEMM_IMAGE, 0).scratch_bytes > 0);
 }
 
-static void test_conv_plans_fit_the_scratch_bound_for_any_thread_count(void **state)
+/* The plan picked for any BLAS thread count fits the scratch sized at plan
+ * time and computes the same conv. */
+static void test_conv_plans_for_any_thread_count_fit_bound_and_match(void **state)
 {
     (void)state;
+    TRng r;
+    trng_seed(&r, 5);
+    unsigned algos_seen = 0;
     for (size_t ci = 0; ci < sizeof ALGO_CASES / sizeof *ALGO_CASES; ci++) {
+        const Case *k = &ALGO_CASES[ci];
         ConvShape s;
-        assert_true(expected_conv_shape(&ALGO_CASES[ci], &s));
+        assert_true(expected_conv_shape(k, &s));
+        Shape xs = shape_nc(k->n, k->cin, k->nd, k->in), ws = shape_nc(k->cout, k->cin / k->group, k->nd, k->k);
+        Tensor *x = t_rand(&r, &xs, -1, 1), *w = t_rand(&r, &ws, -1, 1);
+        Tensor *want = ref_output(&s, k->nd, false, x, w, NULL), *y = tensor_new(SH_F32, &want->shape);
         const size_t bound = conv_scratch_bound(&s);
-        for (int t = 1; t <= 16; t++)
-            assert_true(conv_plan(&s, t).scratch_bytes <= bound);
+        float *scratch = aligned_alloc(64, (bound + 63) / 64 * 64 + 64);
+        for (int t = 1; t <= 16; t++) {
+            ConvPlan p = conv_plan(&s, t);
+            algos_seen |= 1u << p.algo;
+            assert_true(p.scratch_bytes <= bound);
+            conv_forward(tensor_f32(y), tensor_f32(x), tensor_f32(w), NULL, &s, &p, 0, scratch);
+            assert_true(t_allclose(y, want, RTOL, ATOL));
+        }
+        free(scratch);
+        tensor_free(x);
+        tensor_free(w);
+        tensor_free(y);
+        tensor_free(want);
     }
+    assert_int_equal(algos_seen, 0xf); /* every algorithm was chosen somewhere */
 }
 
 static void test_conv_batch_scratch_stays_under_cap(void **state)
@@ -612,7 +638,7 @@ int main(void)
         cmocka_unit_test(test_conv_hand_computed_spec_example),
         cmocka_unit_test(test_conv_every_algorithm_matches_reference),
         cmocka_unit_test(test_conv_pointwise_needs_no_im2col_scratch),
-        cmocka_unit_test(test_conv_plans_fit_the_scratch_bound_for_any_thread_count),
+        cmocka_unit_test(test_conv_plans_for_any_thread_count_fit_bound_and_match),
         cmocka_unit_test(test_conv_batch_scratch_stays_under_cap),
         cmocka_unit_test(test_conv_fused_relu_applies_after_bias),
         cmocka_unit_test(test_conv_channel_mismatch_names_node),

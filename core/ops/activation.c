@@ -8,6 +8,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- shape inference ---------------------------------------------------- */
@@ -430,15 +431,21 @@ typedef struct {
 } UnaryGrad;
 
 /* Fails where a gradient is asked of a non-float input (int64 Neg, Abs,
- * Clip have none) or the gradient tensors do not match the input. */
-static int check_grad(const OpCtx *c, const Tensor *gx, int i, const Tensor *like)
+ * Clip have none) or gradient t (of input i, or of the output when i < 0)
+ * does not have the element count of like. */
+static int check_grad(const OpCtx *c, const Tensor *t, int i, const Tensor *like)
 {
-    if (c->in[i]->dtype != SH_F32)
+    const Tensor *x = c->in[i < 0 ? 0 : i];
+    if (x->dtype != SH_F32)
         return op_fail(c, SH_E_UNSUPPORTED, "input %d is %s; only float32 inputs have a gradient",
-                       i, dtype_name(c->in[i]->dtype));
-    if (gx->dtype != SH_F32 || gx->numel != like->numel)
-        return op_fail(c, SH_E_SHAPE, "gradient of input %d has %lld elements; expected %lld", i,
-                       (long long)gx->numel, (long long)like->numel);
+                       i < 0 ? 0 : i, dtype_name(x->dtype));
+    if (t->dtype != SH_F32 || t->numel != like->numel) {
+        char what[32] = "output gradient";
+        if (i >= 0)
+            snprintf(what, sizeof what, "gradient of input %d", i);
+        return op_fail(c, SH_E_SHAPE, "%s has %lld elements; expected %lld", what,
+                       (long long)t->numel, (long long)like->numel);
+    }
     return 0;
 }
 
@@ -448,7 +455,7 @@ static int unary_grad_begin(const OpCtx *c, Tensor **gout, Tensor **gin, UnaryGr
     if (!gout[0] || !gin[0])
         return 0;
     int rc = check_grad(c, gin[0], 0, c->in[0]);
-    if (rc < 0 || (rc = check_grad(c, gout[0], 0, c->in[0])) < 0)
+    if (rc < 0 || (rc = check_grad(c, gout[0], -1, c->out[0])) < 0)
         return rc;
     u->x = tensor_f32(c->in[0]);
     u->y = tensor_f32(c->out[0]);
@@ -480,21 +487,26 @@ static int unary_grad_begin(const OpCtx *c, Tensor **gout, Tensor **gin, UnaryGr
 
 #define ALPHA(dflt) const float alpha = node_attr_float(c->node, "alpha", dflt);
 
-/* Where the output is cheaper than the input (Sigmoid, Tanh, Exp, Sqrt,
- * Reciprocal) the derivative is written in o. Kinks take the side the
- * forward takes at equality (Relu: 0 at 0; LeakyRelu, Elu: the x >= 0 side). */
-UNARY_GRAD(relu, , v > 0 ? d : 0.0f)
+/* Where the output gives the derivative without a libm call (Sigmoid,
+ * Tanh, Exp, Sqrt, Reciprocal; the exponential side of Elu, Selu, Celu:
+ * alpha e^x = y + alpha) it is written in o. Relu, HardSigmoid, Sigmoid,
+ * Tanh, Tan, Exp, Sqrt, Reciprocal and Neg read only o (or nothing), so an
+ * in-place forward leaves what they need. Kinks take the side the forward
+ * takes at equality (Relu: 0 at 0, as y > 0 iff x > 0; LeakyRelu, Elu:
+ * the x >= 0 side). */
+UNARY_GRAD(relu, , o > 0 ? d : 0.0f)
 UNARY_GRAD(leakyrelu, ALPHA(0.01f), v >= 0 ? d : alpha * d)
-UNARY_GRAD(elu, ALPHA(1.0f), v >= 0 ? d : alpha * expf(v) * d)
+UNARY_GRAD(elu, ALPHA(1.0f), v >= 0 ? d : (o + alpha) * d)
 UNARY_GRAD(selu,
            ALPHA(1.67326319217681884765625f)
-           const float gamma = node_attr_float(c->node, "gamma", 1.05070102214813232421875f);,
-           v > 0 ? gamma * d : gamma * alpha * expf(v) * d)
+           const float gamma = node_attr_float(c->node, "gamma", 1.05070102214813232421875f);
+           const float gamma_alpha = gamma * alpha;,
+           v > 0 ? gamma * d : (o + gamma_alpha) * d)
 UNARY_GRAD(celu, ALPHA(1.0f) const float inv_alpha = 1.0f / alpha;,
-           v > 0 ? d : expf(v * inv_alpha) * d)
+           v > 0 ? d : (o * inv_alpha + 1.0f) * d)
 UNARY_GRAD(sigmoid, , d * o * (1.0f - o))
-UNARY_GRAD(hardsigmoid, ALPHA(0.2f) const float beta = node_attr_float(c->node, "beta", 0.5f);,
-           alpha * v + beta > 0.0f && alpha * v + beta < 1.0f ? alpha * d : 0.0f)
+/* y = clamp(alpha x + beta, 0, 1): slope alpha where 0 < y < 1. */
+UNARY_GRAD(hardsigmoid, ALPHA(0.2f), o > 0.0f && o < 1.0f ? alpha * d : 0.0f)
 /* y = x * clamp(x/6 + 1/2, 0, 1): slope 0 left of -3, 1 right of 3. */
 UNARY_GRAD(hardswish, ,
            v / 6.0f + 0.5f <= 0.0f ? 0.0f : v / 6.0f + 0.5f >= 1.0f ? d : (v / 3.0f + 0.5f) * d)
@@ -577,16 +589,16 @@ static void prelu_grad_row(float *gx, float *ga, const float *restrict x,
 {
     if (gx)
         for (int64_t i = 0; i < n; i++)
-            gx[i] += x[i] >= 0 ? g[i] : a * g[i];
+            gx[i] += (x[i] >= 0 ? 1.0f : a) * g[i];
     if (!ga)
         return;
     float s[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int l = 0; l < 8; l++)
-            s[l] += x[i + l] < 0 ? g[i + l] * x[i + l] : 0.0f;
+            s[l] += (x[i + l] < 0 ? x[i + l] : 0.0f) * g[i + l];
     for (; i < n; i++)
-        s[0] += x[i] < 0 ? g[i] * x[i] : 0.0f;
+        s[0] += (x[i] < 0 ? x[i] : 0.0f) * g[i];
     *ga += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
@@ -616,7 +628,7 @@ static int prelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
 {
     if (!gout[0] || (!gin[0] && !gin[1]))
         return 0;
-    int rc = check_grad(c, gout[0], 0, c->in[0]);
+    int rc = check_grad(c, gout[0], -1, c->out[0]);
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = gin[i] ? check_grad(c, gin[i], i, c->in[i]) : 0;
     if (rc < 0)
@@ -636,10 +648,10 @@ static int prelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
             const float *xr = x + o * ch, *gr = g + o * ch;
             if (gx)
                 for (int64_t k = 0; k < ch; k++)
-                    gx[o * ch + k] += xr[k] >= 0 ? gr[k] : slope[k] * gr[k];
+                    gx[o * ch + k] += (xr[k] >= 0 ? 1.0f : slope[k]) * gr[k];
             if (ga)
                 for (int64_t k = 0; k < ch; k++)
-                    ga[k] += xr[k] < 0 ? gr[k] * xr[k] : 0.0f;
+                    ga[k] += (xr[k] < 0 ? xr[k] : 0.0f) * gr[k];
         }
         return 0;
     }

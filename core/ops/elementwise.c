@@ -781,28 +781,35 @@ static void scaled_grad(void *arg, int64_t yo, const int64_t *off, const int *st
     ACCUM_RUN(gx, st[0], n, scale * g[i]);
 }
 
-/* The first input equal to y (both NaN counts) wins each element. */
+/* Marks where input value v wins output y[i] (both NaN counts) and the
+ * element has no winner yet. Bitwise & and |: no branches on data. */
+static inline float take_win(uint8_t *taken, float v, float yv)
+{
+    int win = (*taken == 0) & ((v == yv) | ((v != v) & (yv != yv)));
+    *taken |= (uint8_t)win;
+    return (float)win;
+}
+
+/* The first input equal to y wins each element and takes its gradient. */
 static void winner_grad(void *arg, int64_t yo, const int64_t *off, const int *st, int64_t n)
 {
     const VarGrad *p = arg;
     const float *g = p->g + yo, *y = p->y + yo, *x = p->x + off[0];
     float *gx = p->gx ? p->gx + off[0] : NULL;
     uint8_t *taken = p->taken + yo;
-    const int s = st[0];
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i * s];
-        int win = !taken[i] && (v == y[i] || (v != v && y[i] != y[i]));
-        taken[i] |= (uint8_t)win;
-        if (win && gx) {
-            if (s)
-                gx[i] += g[i];
-            else
-                sum += g[i];
+    if (st[0]) {
+        for (int64_t i = 0; i < n; i++) {
+            float w = take_win(&taken[i], x[i], y[i]);
+            if (gx)
+                gx[i] += w * g[i];
         }
+    } else {
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++)
+            sum += take_win(&taken[i], x[0], y[i]) * g[i];
+        if (gx)
+            *gx += (float)sum;
     }
-    if (gx && !s)
-        *gx += (float)sum;
 }
 
 static int variadic_grad_check(OpCtx *c, Tensor **gout, Tensor **gin, const float **g, int *any)
@@ -849,7 +856,7 @@ static int extremum_backward(OpCtx *c, Tensor **gout, Tensor **gin)
 {
     VarGrad p = {.scale = 1.0f};
     int any, rc = variadic_grad_check(c, gout, gin, &p.g, &any);
-    if (rc < 0 || !p.g || !any)
+    if (rc < 0 || !p.g || !any || c->out[0]->numel == 0)
         return rc;
     int last = c->n_in - 1; /* inputs after the last wanted one need no marking */
     while (!gin[last])

@@ -93,7 +93,7 @@ void conv_transpose_forward(float *y, const float *x, const float *w, const floa
 /* Column matrix of one image's c channels x [c, in]: row (ch, kd, kh, kw),
  * column = output position; ldc is the row stride of col. Padding reads 0.
  * pad_buf (may be NULL, slower on small images) holds im2col_pad_floats(s)
- * floats for a padded copy of the image. */
+ * floats for a padded copy of the image's c <= cin/group channels. */
 void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s, float *pad_buf);
 size_t im2col_pad_floats(const ConvShape *s);
 /* Adjoint of im2col: x [c, in] += the columns of col scattered back. */

@@ -1,7 +1,16 @@
-/* Fast convolution kernels: im2col + sgemm (per image, or over a chunk of
- * the batch so one large GEMM keeps every BLAS thread busy), a direct loop
- * for one input channel per group (depthwise), and ConvTranspose as sgemm +
- * col2im. Shapes are normalized to three spatial dims (kernels.h). */
+/* Fast convolution kernels. Four algorithms, chosen per shape and BLAS
+ * thread count by conv_plan (measurements and reasons there):
+ * - direct: a loop over a zero-padded plane for one input channel per
+ *   group (depthwise);
+ * - gemm per image: im2col + one sgemm per image and group, written
+ *   straight into NCHW (1x1 stride-1 convs skip im2col);
+ * - gemm batch: im2col of a chunk of images side by side + one wider sgemm,
+ *   copied back to NCHW with the bias;
+ * - gemm shift: stride-1 "same" convs without im2col, one sgemm per kernel
+ *   tap over shifted views of a zero-separated copy of the input.
+ * Bias and a fused ReLU are applied in the pass that writes NCHW output.
+ * ConvTranspose is sgemm + col2im. Shapes are normalized to three spatial
+ * dims (kernels.h). */
 #include "kernels.h"
 #include "kernels_simd.h"
 
@@ -86,17 +95,17 @@ static bool same_width_stride1(const ConvShape *s)
     return s->stride[1] == 1 && s->stride[2] == 1 && s->out[2] == s->in[2];
 }
 
-/* The shift path's geometry of one kernel tap, the same for every channel:
+/* The block path's geometry of one kernel tap, the same for every channel:
  * output rows [hlo, hhi) come from one block copy of [qa, qb) shifted by
  * delta; columns outside [wlo, whi) of those rows must then be zeroed. */
 typedef struct {
     int64_t offd, delta, hlo, hhi, wlo, whi, qa, qb;
-} ShiftTap;
+} BlockTap;
 
-static ShiftTap shift_tap(const ConvShape *s, int64_t offd, int64_t offh, int64_t offw)
+static BlockTap block_tap(const ConvShape *s, int64_t offd, int64_t offh, int64_t offw)
 {
     const int64_t IH = s->in[1], IW = s->in[2], OH = s->out[1], OW = s->out[2];
-    ShiftTap t = {.offd = offd, .delta = offh * IW + offw};
+    BlockTap t = {.offd = offd, .delta = offh * IW + offw};
     valid_range(&t.hlo, &t.hhi, offh, 1, IH, OH);
     valid_range(&t.wlo, &t.whi, offw, 1, IW, OW);
     const int64_t q0 = t.hlo * OW, q1 = t.hhi * OW;
@@ -106,7 +115,7 @@ static ShiftTap shift_tap(const ConvShape *s, int64_t offd, int64_t offh, int64_
     return t;
 }
 
-static void im2col_row_shift(float *dst, const float *xc, const ConvShape *s, const ShiftTap *t)
+static void im2col_row_block(float *dst, const float *xc, const ConvShape *s, const BlockTap *t)
 {
     const int64_t ID = s->in[0], plane = s->in[1] * s->in[2];
     const int64_t OD = s->out[0], OHW = s->out[1] * s->out[2], OW = s->out[2];
@@ -134,7 +143,7 @@ static void im2col_row_shift(float *dst, const float *xc, const ConvShape *s, co
 static void im2col_general(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape *s)
 {
     const int64_t in_vol = s->in[0] * s->in[1] * s->in[2], taps = s->k[0] * s->k[1] * s->k[2];
-    const bool shift = same_width_stride1(s);
+    const bool block = same_width_stride1(s);
     /* tap-major: the row of (channel ch, tap t) is ch*taps + t */
     for (int64_t kd = 0, t = 0; kd < s->k[0]; kd++)
         for (int64_t kh = 0; kh < s->k[1]; kh++)
@@ -142,11 +151,11 @@ static void im2col_general(float *col, int64_t ldc, const float *x, int64_t c, c
                 const int64_t offd = kd * s->dil[0] - s->pad[0];
                 const int64_t offh = kh * s->dil[1] - s->pad[1];
                 const int64_t offw = kw * s->dil[2] - s->pad[2];
-                const ShiftTap st = shift ? shift_tap(s, offd, offh, offw) : (ShiftTap){0};
+                const BlockTap bt = block ? block_tap(s, offd, offh, offw) : (BlockTap){0};
                 for (int64_t ch = 0; ch < c; ch++) {
                     float *dst = col + (ch * taps + t) * ldc;
-                    if (shift)
-                        im2col_row_shift(dst, x + ch * in_vol, s, &st);
+                    if (block)
+                        im2col_row_block(dst, x + ch * in_vol, s, &bt);
                     else
                         im2col_row(dst, x + ch * in_vol, s, offd, offh, offw);
                 }
@@ -244,8 +253,8 @@ static void pad_plane(float *xp, const float *x, const ConvShape *s)
 
 /* Small images with stride 1 (1-D and 2-D): im2col reads a zero-padded
  * copy of the image, so every column row is OH plain row copies with no
- * bounds logic. On 7x7 and 14x14 planes this is several times faster than
- * the shift path, whose per-row edge handling dominates there. */
+ * bounds logic. Measured about 20% faster than the block path on 7x7
+ * planes, where per-row edge handling dominates; slower from 14x14 up. */
 static bool padded_im2col_ok(const ConvShape *s)
 {
     return s->in[0] == 1 && s->out[0] == 1 && s->k[0] == 1 && s->stride[1] == 1 &&
@@ -350,7 +359,7 @@ static size_t shift_scratch(const ConvShape *s, int64_t chunk)
 {
     const ShiftLayout l = shift_layout(s, chunk);
     return align64((size_t)shift_wt_floats(s) * sizeof(float)) +
-           align64((size_t)(s->cin / s->group * s->k[2] * l.chan) * sizeof(float)) +
+           align64((size_t)(s->cin / s->group * l.chan) * sizeof(float)) +
            (size_t)(s->cout / s->group * shift_n(&l, s, chunk)) * sizeof(float);
 }
 
@@ -433,7 +442,8 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
  *   images with one thread, where its separators waste more than im2col
  *   costs;
  * - one thread wants small GEMMs that stay in L1/L2 (about 256 columns);
- *   more threads want wide ones to split (about 1024 columns per thread);
+ *   more threads want wide ones to split (at least 8 images and about 1024
+ *   columns per thread);
  * - im2col GEMMs run best with about 512 columns per thread. */
 static int64_t chunk_for(int64_t target_n, int64_t per_image, int64_t n)
 {
@@ -452,9 +462,12 @@ ConvPlan conv_plan(const ConvShape *s, int threads)
     if (conv_shift_ok(s) && cin_g >= 8 && !is_pointwise(s) && P > 0) {
         const ShiftLayout l = shift_layout(s, 1);
         const bool wasteful = l.rows * l.rs * 5 > P * 6; /* separators > 20% */
-        if (threads > 1 || !wasteful) {
-            const int64_t target = threads > 1 ? 1024 * threads : 256;
-            ConvPlan p = conv_plan_with(s, CONV_GEMM_SHIFT, chunk_for(target, l.rows * l.rs, s->n));
+        const bool hopeless = l.rows * l.rs > 2 * P || !fits_int(l.chan); /* wide dilations */
+        if (!hopeless && (threads > 1 || !wasteful)) {
+            int64_t chunk = chunk_for(threads > 1 ? 1024 * threads : 256, l.rows * l.rs, s->n);
+            if (threads > 1 && chunk < 8 * threads) /* at least 8 images per thread */
+                chunk = 8 * threads < s->n ? 8 * threads : s->n;
+            ConvPlan p = conv_plan_with(s, CONV_GEMM_SHIFT, chunk);
             return p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP ? p : conv_plan_with(s, CONV_GEMM_SHIFT, 0);
         }
     }
@@ -639,52 +652,39 @@ static void conv_gemm_batch(float *y, const float *x, const float *w, const floa
     }
 }
 
-#include <stdlib.h>
 static void conv_gemm_shift(float *y, const float *x, const float *w, const float *b,
                             const ConvShape *s, int64_t chunk, int relu, float *scratch)
 {
     const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group, taps = s->k[1] * s->k[2];
-    const int64_t IH = s->in[1], IW = s->in[2], in_sp = IH * IW, KH = s->k[1], KW = s->k[2];
-    const int expand = getenv("SH_SHIFT_EXPAND") != NULL;
-    const int64_t E = expand ? KW : 1; /* kw taps folded into K */
+    const int64_t IH = s->in[1], IW = s->in[2], in_sp = IH * IW;
     const ShiftLayout l = shift_layout(s, chunk);
     float *wt = scratch;
     float *buf = wt + align64((size_t)shift_wt_floats(s) * sizeof(float)) / sizeof(float);
-    float *out = buf + align64((size_t)(cin_g * E * l.chan) * sizeof(float)) / sizeof(float);
-    /* weights: wt[g][kh][kw/E][co][ci][kw%E] */
+    float *out = buf + align64((size_t)(cin_g * l.chan) * sizeof(float)) / sizeof(float);
+    /* weights tap-major: wt[g][t] is the [cout_g, cin_g] matrix of tap t */
     for (int64_t g = 0; g < s->group; g++)
-        for (int64_t kh = 0; kh < KH; kh++)
-            for (int64_t kw = 0; kw < KW; kw++)
-                for (int64_t co = 0; co < cout_g; co++)
-                    for (int64_t ci = 0; ci < cin_g; ci++) {
-                        int64_t blk = (g * KH + kh) * (KW / E) + kw / E;
-                        wt[((blk * cout_g + co) * cin_g + ci) * E + kw % E] =
-                            w[((g * cout_g + co) * cin_g + ci) * taps + kh * KW + kw];
-                    }
-    memset(buf, 0, (size_t)(cin_g * E * l.chan) * sizeof *buf);
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t co = 0; co < cout_g; co++)
+                for (int64_t ci = 0; ci < cin_g; ci++)
+                    wt[((g * taps + t) * cout_g + co) * cin_g + ci] = w[((g * cout_g + co) * cin_g + ci) * taps + t];
+    /* separators stay zero; each chunk overwrites only the image rows */
+    memset(buf, 0, (size_t)(cin_g * l.chan) * sizeof *buf);
     for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
         const int64_t cnt = s->n - n0 < chunk ? s->n - n0 : chunk, n = shift_n(&l, s, cnt);
         for (int64_t g = 0; g < s->group; g++) {
-            for (int64_t ci = 0; ci < cin_g; ci++) {
-                float *base = buf + ci * E * l.chan;
+            for (int64_t ci = 0; ci < cin_g; ci++)
                 for (int64_t j = 0; j < cnt; j++) {
                     const float *xs = x + ((n0 + j) * s->cin + g * cin_g + ci) * in_sp;
-                    float *dst = base + (l.zh + j * l.rows) * l.rs + l.zw;
+                    float *dst = buf + ci * l.chan + (l.zh + j * l.rows) * l.rs + l.zw;
                     for (int64_t r = 0; r < IH; r++)
                         copy_f32(dst + r * l.rs, xs + r * IW, IW);
                 }
-                for (int64_t e = 1; e < E; e++) {
-                    const int64_t sh = e * s->dil[2];
-                    memcpy(base + e * l.chan, base + sh, (size_t)(l.chan - sh) * sizeof(float));
-                }
-            }
-            const int64_t Kb = cin_g * E;
-            for (int64_t kh = 0, blk = 0; kh < KH; kh++)
-                for (int64_t kw = 0; kw < KW; kw += E, blk++) {
+            for (int64_t kh = 0, t = 0; kh < s->k[1]; kh++)
+                for (int64_t kw = 0; kw < s->k[2]; kw++, t++) {
                     const int64_t off = (l.zh + kh * s->dil[1] - s->pad[1]) * l.rs + l.zw + kw * s->dil[2] - s->pad[2];
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)n, (int)Kb, 1.0f,
-                                wt + (g * KH * (KW / E) + blk) * cout_g * Kb, (int)Kb, buf + off, (int)l.chan,
-                                blk ? 1.0f : 0.0f, out, (int)n);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)n, (int)cin_g, 1.0f,
+                                wt + (g * taps + t) * cout_g * cin_g, (int)cin_g, buf + off, (int)l.chan,
+                                t ? 1.0f : 0.0f, out, (int)n);
                 }
             for (int64_t co = 0; co < cout_g; co++) {
                 const float bv = b ? b[g * cout_g + co] : 0.0f;

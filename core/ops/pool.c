@@ -184,8 +184,9 @@ static void maxpool_run(float *y, int64_t *indices, const float *x, const PoolSh
     }
 }
 
-/* i32 mask blend: where k, a, else b */
-static inline f32x8 select8(i32x8 k, f32x8 a, f32x8 b) { return (f32x8)(((i32x8)a & k) | ((i32x8)b & ~k)); }
+/* Mask blend: a where k, else b. A macro: vector arguments to functions
+ * change the ABI when AVX is off (the sanitizer build), which GCC flags. */
+#define SELECT8(k, a, b) ((f32x8)(((i32x8)(a) & (k)) | ((i32x8)(b) & ~(k))))
 
 /* acc[i] op= row[i] for a whole input row, eight wide */
 static void accumulate_row(float *acc, const float *row, int64_t n, PoolKind kind, double p, bool first)
@@ -198,7 +199,7 @@ static void accumulate_row(float *acc, const float *row, int64_t n, PoolKind kin
     if (kind == POOL_MAX) {
         for (; i + 8 <= n; i += 8) {
             f32x8 v = *(const f32x8 *)(row + i), m = *(const f32x8 *)(acc + i);
-            *(f32x8 *)(acc + i) = select8(v > m, v, m);
+            *(f32x8 *)(acc + i) = SELECT8(v > m, v, m);
         }
         for (; i < n; i++)
             acc[i] = row[i] > acc[i] ? row[i] : acc[i];

@@ -489,12 +489,14 @@ static int reduce_backward(OpCtx *c, Tensor **gout, Tensor **gin, ReduceKind kin
             gx[i] += g[i];
         return 0;
     }
+    if (x->numel == 0) /* nothing to differentiate (y may be filled) */
+        return 0;
     float *coef = c->scratch;
     const float *yv = tensor_f32(y);
     for (int64_t o = 0; o < y->numel; o++)
         coef[o] = grad_coef(kind, g[o], yv[o], p.count);
     ReduceGrad arg = {.kind = kind, .coef0 = coef, .y0 = yv, .x0 = tensor_f32(x), .gx0 = gx};
-    if (kind == R_MAX || kind == R_MIN) {
+    if ((kind == R_MAX || kind == R_MIN) && y->numel > 0) {
         arg.taken0 = (uint8_t *)(coef + y->numel);
         memset(arg.taken0, 0, (size_t)y->numel);
     }

@@ -934,7 +934,7 @@ static int pad_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     if ((rc = pad_params(c, pads, &mode)) < 0)
         return rc;
     float *g = gin[0] ? tensor_f32(gin[0]) : NULL;
-    bool want_value = mode == PAD_CONSTANT && c->n_in > 2 && present(c, 2) && gin[2] &&
+    bool want_value = mode == PAD_CONSTANT && present(c, 2) && gin[2] &&
                       gin[2]->numel > 0;
     const Shape *s = &c->in[0]->shape, *o = &c->out[0]->shape;
     if ((!g && !want_value) || c->out[0]->numel == 0)

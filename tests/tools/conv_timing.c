@@ -5,11 +5,16 @@
  *
  *   conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME] [--sweep]
  *
- * --sweep also times the batch algorithm at chunk sizes 1, 2, 4, ... and
- * im2col alone (its share of a per-image conv).
+ * --sweep also times the batch and shift algorithms at chunk sizes 1, 2,
+ * 4, ... and im2col alone (its share of a per-image conv). --ort runs
+ * node tests/ort/bench.js (from the repository root, after make ort-deps)
+ * on models written to --onnx-dir (default /tmp).
  * BLAS threads come from the environment (OPENBLAS_NUM_THREADS); this
  * program never sets them. FLOPs = 2 x MACs. Times are per batch: median
- * (min-max) of N timed runs after warm-up. */
+ * (min-max) of N timed runs after warm-up. Rows per layer: each algorithm
+ * (the chosen one with its own chunk, gemm batch as one whole-batch
+ * im2col GEMM under the scratch cap), the plain sgemm ceilings, ONNX
+ * Runtime. */
 #include "core/error.h"
 #include "core/graph.h"
 #include "core/onnx.h"
@@ -65,7 +70,9 @@ typedef void (*Work)(void *arg);
 static Timing time_work(Work fn, void *arg, int iters)
 {
     double *t = xmalloc((size_t)iters * sizeof *t);
-    for (int i = 0; i < 3; i++)
+    /* warm up: at least 3 runs and 50 ms (BLAS threads wake, pages fault in) */
+    double start = now_ms();
+    for (int i = 0; i < 3 || now_ms() - start < 50; i++)
         fn(arg);
     for (int i = 0; i < iters; i++) {
         double t0 = now_ms();
@@ -224,7 +231,7 @@ int main(int argc, char **argv)
     if (ort && !dir)
         dir = "/tmp";
     machine_line();
-    printf("batch %d, %d timed runs after 3 warm-up; GFLOP/s = 2*MACs/time\n", batch, iters);
+    printf("batch %d, %d timed runs after >= 3 warm-up runs; GFLOP/s = 2*MACs/time\n", batch, iters);
     const int threads = openblas_get_num_threads();
     unsigned seed = 1;
     for (size_t li = 0; li < sizeof LAYERS / sizeof *LAYERS; li++) {

@@ -56,7 +56,7 @@ static int split_list(char *s, char **out, int max)
 
 static void dataset_done(DataSet *d)
 {
-    for (int i = 0; i < d->n_inputs; i++) /* counts may be -1 */
+    for (int i = 0; i < d->n_inputs; i++) /* a count of -1 frees nothing */
         free(d->inputs[i]);
     for (int i = 0; i < d->n_outputs; i++)
         free(d->outputs[i]);
@@ -200,8 +200,9 @@ done:
     }
 }
 
-/* Loads a model once and runs its n data sets. */
-static int check_model(const DataSet *sets, int n, const char *dir)
+/* Loads a model once and runs its n data sets; *max_diff grows to the
+ * model's largest difference. */
+static int check_model(const DataSet *sets, int n, const char *dir, double *max_diff)
 {
     Result r = {0};
     Graph *g = NULL, *g2 = NULL;
@@ -218,6 +219,8 @@ static int check_model(const DataSet *sets, int n, const char *dir)
         printf("FAIL %-32s %s\n", sets[0].model, r.why);
     else
         printf("ok   %-32s batch %-5s max abs diff %.3g\n", sets[0].model, r.batches, r.max_diff);
+    if (!(r.max_diff <= *max_diff))
+        *max_diff = r.max_diff;
     graph_free(g);
     graph_free(g2);
     return r.why[0] ? -1 : 0;
@@ -262,11 +265,12 @@ int main(int argc, char **argv)
     fclose(f);
 
     int passed = 0, failed = 0;
+    double max_diff = 0;
     for (int i = 0; i < n_sets;) {
         int j = i + 1;
         while (j < n_sets && strcmp(sets[j].model, sets[i].model) == 0)
             j++;
-        if (check_model(&sets[i], j - i, dir) == 0)
+        if (check_model(&sets[i], j - i, dir, &max_diff) == 0)
             passed++;
         else
             failed++;
@@ -275,7 +279,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_sets; i++)
         dataset_done(&sets[i]);
     free(sets);
-    printf("pytorch: %d models matched PyTorch, %d failed\n", passed, failed);
+    printf("pytorch: %d models matched PyTorch, %d failed; max abs diff %.3g\n", passed, failed, max_diff);
     if (bad_line || n_sets == 0)
         return 2;
     return failed ? 1 : 0;
