@@ -111,6 +111,46 @@ static int64_t gemm_macs(const OpCtx *c)
     return m >= 0 && sh_mul_ok(m, k, &m) ? m : -1;
 }
 
+/* Y = alpha*op(A)*op(B) + beta*C, so
+ *   d op(A) = alpha * dY * op(B)^T,  d op(B) = alpha * op(A)^T * dY,
+ *   dC = beta * dY summed over C's broadcast axes.
+ * Each is accumulated (beta 1 in sgemm) in the operand's stored layout. */
+static int gemm_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    GemmDims d;
+    int rc = gemm_setup(c, &d);
+    if (rc < 0 || !gout[0] || d.M == 0 || d.N == 0)
+        return rc;
+    const float *dy = tensor_f32(gout[0]), *a = tensor_f32(c->in[0]), *b = tensor_f32(c->in[1]);
+    int lda = (int)c->in[0]->shape.d[1], ldb = (int)c->in[1]->shape.d[1];
+    int M = (int)d.M, N = (int)d.N, K = (int)d.K;
+    CBLAS_TRANSPOSE tb = d.trans_b ? CblasNoTrans : CblasTrans; /* op(B)^T as stored */
+    CBLAS_TRANSPOSE ta = d.trans_a ? CblasNoTrans : CblasTrans; /* op(A)^T as stored */
+    if (gin[0] && K > 0) {
+        if (!d.trans_a) /* dA [M,K] = dY [M,N] * op(B)^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, K, N, d.alpha, dy, N, b, ldb, 1.0f,
+                        tensor_f32(gin[0]), lda);
+        else /* dA [K,M] = op(B) [K,N] * dY^T */
+            cblas_sgemm(CblasRowMajor, d.trans_b ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N,
+                        d.alpha, b, ldb, dy, N, 1.0f, tensor_f32(gin[0]), lda);
+    }
+    if (gin[1] && K > 0) {
+        if (!d.trans_b) /* dB [K,N] = op(A)^T [K,M] * dY */
+            cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, K, N, M, d.alpha, a, lda, dy, N, 1.0f,
+                        tensor_f32(gin[1]), ldb);
+        else /* dB [N,K] = dY^T [N,M] * op(A) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, d.trans_a ? CblasTrans : CblasNoTrans, N, K, M,
+                        d.alpha, dy, N, a, lda, 1.0f, tensor_f32(gin[1]), ldb);
+    }
+    if (c->n_in > 2 && gin[2] && d.cm) {
+        float *dc = tensor_f32(gin[2]);
+        for (int64_t i = 0; i < d.M; i++)
+            for (int64_t j = 0; j < d.N; j++)
+                dc[(d.cm == 1 ? 0 : i) * d.cn + (d.cn == 1 ? 0 : j)] += d.beta * dy[i * d.N + j];
+    }
+    return 0;
+}
+
 /* ---- MatMul ---------------------------------------------------------- */
 
 /* numpy matmul: a [..., M, K] x b [..., K, N]; 1-D operands promoted. */
@@ -189,6 +229,8 @@ static int matmul_infer(OpCtx *c)
     return 0;
 }
 
+static void batch_offsets(const MatMulDims *d, int64_t t, int64_t *oa, int64_t *ob);
+
 static void sgemm_nn(int64_t M, int64_t N, int64_t K, const float *a, const float *b, float *y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
@@ -214,17 +256,57 @@ static int matmul_run(OpCtx *c)
         return 0;
     }
     for (int64_t t = 0; t < d.nbat; t++) {
-        /* offsets of batch element t in a and b (broadcast dims stay at 0) */
-        int64_t rem = t, oa = 0, ob = 0, sa = 1, sb = 1;
-        for (int i = d.rank - 1; i >= 0; i--) {
-            int64_t idx = rem % d.bat[i];
-            rem /= d.bat[i];
-            oa += (d.da[i] == 1 ? 0 : idx) * sa;
-            ob += (d.db[i] == 1 ? 0 : idx) * sb;
-            sa *= d.da[i];
-            sb *= d.db[i];
-        }
+        int64_t oa, ob;
+        batch_offsets(&d, t, &oa, &ob);
         sgemm_nn(d.M, d.N, d.K, a + oa * d.M * d.K, b + ob * d.K * d.N, y + t * d.M * d.N);
+    }
+    return 0;
+}
+
+/* Offsets of batch element t in a and b (broadcast dims stay at 0). */
+static void batch_offsets(const MatMulDims *d, int64_t t, int64_t *oa, int64_t *ob)
+{
+    int64_t rem = t, sa = 1, sb = 1;
+    *oa = *ob = 0;
+    for (int i = d->rank - 1; i >= 0; i--) {
+        int64_t idx = rem % d->bat[i];
+        rem /= d->bat[i];
+        *oa += (d->da[i] == 1 ? 0 : idx) * sa;
+        *ob += (d->db[i] == 1 ? 0 : idx) * sb;
+        sa *= d->da[i];
+        sb *= d->db[i];
+    }
+}
+
+/* dA += dY * B^T, dB += A^T * dY per batch element; a broadcast operand
+ * accumulates the contributions of every batch element it served. */
+static int matmul_backward(OpCtx *c, Tensor **gout, Tensor **gin)
+{
+    MatMulDims d;
+    int rc = matmul_setup(c, &d);
+    if (rc < 0 || !gout[0] || c->out[0]->numel == 0 || d.K == 0)
+        return rc;
+    const float *a = tensor_f32(c->in[0]), *b = tensor_f32(c->in[1]), *dy = tensor_f32(gout[0]);
+    float *da = gin[0] ? tensor_f32(gin[0]) : NULL, *db = gin[1] ? tensor_f32(gin[1]) : NULL;
+    int M = (int)d.M, N = (int)d.N, K = (int)d.K;
+    if (d.b_shared) {
+        int rows = (int)(d.nbat * d.M);
+        if (da)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, K, N, 1.0f, dy, N, b, N, 1.0f, da, K);
+        if (db)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, rows, 1.0f, a, K, dy, N, 1.0f, db, N);
+        return 0;
+    }
+    for (int64_t t = 0; t < d.nbat; t++) {
+        int64_t oa, ob;
+        batch_offsets(&d, t, &oa, &ob);
+        const float *dyt = dy + t * d.M * d.N;
+        if (da)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, dyt, N,
+                        b + ob * d.K * d.N, N, 1.0f, da + oa * d.M * d.K, K);
+        if (db)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, a + oa * d.M * d.K, K,
+                        dyt, N, 1.0f, db + ob * d.K * d.N, N);
     }
     return 0;
 }
@@ -238,8 +320,8 @@ static int64_t matmul_macs(const OpCtx *c)
 
 const OpDef sh_ops_gemm[] = {
     {.name = "Gemm", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = gemm_infer,
-     .forward = gemm_run, .macs = gemm_macs},
+     .forward = gemm_run, .macs = gemm_macs, .backward = gemm_backward},
     {.name = "MatMul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = matmul_infer, .forward = matmul_run, .macs = matmul_macs},
+     .infer = matmul_infer, .forward = matmul_run, .macs = matmul_macs, .backward = matmul_backward},
     {.name = NULL},
 };
