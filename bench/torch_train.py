@@ -44,6 +44,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_infer import SAMPLES, build_model, machine, set_threads  # noqa: E402
 

@@ -85,6 +85,20 @@ static bool inputs_decide_shapes(const Graph *g)
     return any;
 }
 
+/* A symbolic dim other than an input's first (dynamic height/width, say)
+ * cannot be probed with batch sizes: a 2x2 image would not survive the
+ * first pooling. Such models plan when run with real input shapes. */
+static bool has_symbolic_non_batch_dim(const Graph *g)
+{
+    for (int i = 0; i < g->n_inputs; i++) {
+        const Value *v = &g->values[g->inputs[i]];
+        for (int k = 1; k < v->shape.rank; k++)
+            if (v->shape.d[k] < 0)
+                return true;
+    }
+    return false;
+}
+
 /* Plans shapes with every symbolic input dim set to b. */
 static int probe(const Graph *g, int64_t b, ExecPlan **out)
 {
@@ -212,8 +226,8 @@ int graph_prepare(Graph *g)
         declared[k] = g->values[g->outputs[k]].shape;
     if ((rc = fold_constant_nodes(g)) < 0)
         goto done;
-    if (inputs_decide_shapes(g))
-        goto done; /* shapes are known only when planning with the inputs' values */
+    if (inputs_decide_shapes(g) || has_symbolic_non_batch_dim(g))
+        goto done; /* shapes are known only when planning with real inputs */
     if (has_symbolic_input(g)) {
         rc = probe(g, PROBE_A, &pa);
         if (rc == 0)

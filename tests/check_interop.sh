@@ -7,7 +7,8 @@
 #
 # Models: every pytorch-converted, pytorch-operator and node case of
 # Debian's libonnx-testdata (their first data set; random cases excluded),
-# and samples/*.onnx (seeded random inputs). Cases shears cannot load
+# and samples/*.onnx and the models shears builds from samples/*.json
+# (seeded random inputs). Cases shears cannot load
 # (unsupported op, dtype, ...) are skipped. Where ONNX Runtime cannot run
 # the original model either (it has no kernels for opset 1-6 versions of
 # some ops) or is known to differ from the ONNX reference, shears' outputs
@@ -146,6 +147,18 @@ for m in samples/*.onnx; do
     [ -f "$m" ] || continue
     wanted "$m" || continue
     prepare_case "$m" "$m" --random
+done
+# Sample architectures: shears builds the model, then as above.
+for a in samples/*.json; do
+    [ -f "$a" ] || continue
+    wanted "$a" || continue
+    built=$work/built-$(basename "$a" .json).onnx
+    if ! "$bin" -c "build \"$a\"; export \"$built\"" >"$work/build.log" 2>&1; then
+        n_cases=$((n_cases + 1))
+        fail "$a" "build: $(grep -v '^loaded\|^built\|^wrote' "$work/build.log" | head -2 | tr '\n' ' ')"
+        continue
+    fi
+    prepare_case "$a" "$built" --random
 done
 
 # ONNX Runtime, one process for every exported model.

@@ -256,6 +256,10 @@ static const Case ALGO_CASES[] = {
     /* enough channels for conv_plan to pick shift (16x16 on any thread count, 6x7 on several) */
     {.nd = 2, .n = 5, .cin = 8, .cout = 6, .group = 1, .in = {16, 16}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
     {.nd = 2, .n = 19, .cin = 16, .cout = 8, .group = 2, .in = {6, 7}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}},
+    /* Winograd tiles: odd outputs, pads 0 and 2, more than eight tiles a row */
+    {.nd = 2, .n = 3, .cin = 5, .cout = 4, .group = 1, .in = {9, 21}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {2, 0}, .pe = {0, 2}, .bias = true},
+    {.nd = 2, .n = 2, .cin = 3, .cout = 3, .group = 1, .in = {5, 40}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .bias = true},
+    {.nd = 2, .n = 1, .cin = 2, .cout = 2, .group = 1, .in = {3, 3}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}},
     /* a long image: per-image GEMMs are wide enough on one thread */
     {.nd = 1, .n = 2, .cin = 2, .cout = 5, .group = 1, .in = {600}, .k = {3}, .stride = {1}, .dil = {1}, .bias = true},
 };
@@ -265,8 +269,8 @@ static void test_conv_every_algorithm_matches_reference(void **state)
     (void)state;
     TRng r;
     trng_seed(&r, 2);
-    const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift"};
-    int shift_cases = 0;
+    const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd"};
+    int shift_cases = 0, winograd_cases = 0;
     for (size_t ci = 0; ci < sizeof ALGO_CASES / sizeof *ALGO_CASES; ci++) {
         const Case *k = &ALGO_CASES[ci];
         ConvShape s;
@@ -279,12 +283,14 @@ static void test_conv_every_algorithm_matches_reference(void **state)
             if (relu)
                 for (int64_t i = 0; i < want->numel; i++)
                     tensor_f32(want)[i] = fmaxf(tensor_f32(want)[i], 0.0f);
-            for (int algo = 0; algo < 4; algo++) {
-                if ((algo == CONV_DIRECT && k->cin / k->group != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)))
+            for (int algo = 0; algo < 5; algo++) {
+                if ((algo == CONV_DIRECT && k->cin / k->group != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) ||
+                    (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
                     continue;
                 shift_cases += algo == CONV_GEMM_SHIFT;
+                winograd_cases += algo == CONV_WINOGRAD;
                 /* chunk 2 makes the batch algorithms run a short last chunk */
-                const bool chunked = algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT;
+                const bool chunked = algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT || algo == CONV_WINOGRAD;
                 for (int64_t chunk = 0; chunk <= (chunked ? 2 : 0); chunk += 2) {
                     ConvPlan p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
                     Tensor *y = tensor_new(SH_F32, &want->shape);
@@ -308,7 +314,7 @@ static void test_conv_every_algorithm_matches_reference(void **state)
         tensor_free(b);
         tensor_free(want);
     }
-    assert_true(shift_cases >= 8); /* the shift algorithm met several shapes */
+    assert_true(shift_cases >= 8 && winograd_cases >= 8); /* both met several shapes */
 }
 
 static void test_conv_pointwise_needs_no_im2col_scratch(void **state)

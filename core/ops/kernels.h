@@ -52,19 +52,22 @@ typedef enum {
     CONV_GEMM_BATCH, /* per chunk of images and group: one im2col + one sgemm + copy to NCHW */
     CONV_GEMM_SHIFT, /* stride-1 "same" 1-D/2-D convs: no im2col; per chunk of images, one
                         sgemm per kernel tap over shifted views of a zero-separated copy */
+    CONV_WINOGRAD,   /* 2-D 3x3 stride 1 dilation 1: Winograd F(2x2,3x3), 16 sgemms per
+                        chunk of images on transformed tiles, 2.25x fewer multiplies */
 } ConvAlgo;
 
 typedef struct {
     ConvAlgo algo;
-    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH and CONV_GEMM_SHIFT */
+    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH, CONV_GEMM_SHIFT, CONV_WINOGRAD */
     size_t scratch_bytes;
 } ConvPlan;
 
 /* The batch algorithms keep their buffers under this. */
 #define CONV_BATCH_SCRATCH_CAP ((size_t)32 << 20)
 
-/* Whether CONV_GEMM_SHIFT can run s. */
+/* Whether CONV_GEMM_SHIFT / CONV_WINOGRAD can run s. */
 bool conv_shift_ok(const ConvShape *s);
+bool conv_winograd_ok(const ConvShape *s);
 
 /* The algorithm for s when BLAS runs threads threads. Plans stop changing
  * above CONV_PLAN_MAX_THREADS, so conv_scratch_bound covers every count:
@@ -74,7 +77,7 @@ ConvPlan conv_plan(const ConvShape *s, int threads);
 size_t conv_scratch_bound(const ConvShape *s);
 /* A plan with a forced algorithm (timing, tests); chunk <= 0 picks the
  * largest chunk under the scratch cap. DIRECT needs cin/group == 1, SHIFT
- * conv_shift_ok. */
+ * conv_shift_ok, WINOGRAD conv_winograd_ok. */
 ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk);
 /* Whether the GEMM dimensions of s's plans fit BLAS's int arguments. */
 bool conv_fits_blas(const ConvShape *s);

@@ -5,16 +5,17 @@
  *
  *   conv_timing [--batch B] [--iters N] [--ort] [--onnx-dir DIR] [--only NAME] [--sweep]
  *
- * --sweep also times the batch and shift algorithms at chunk sizes 1, 2,
+ * --sweep also times the batch, shift and Winograd algorithms at chunk sizes 1, 2,
  * 4, ... and im2col alone (its share of a per-image conv). --ort runs
  * node tests/ort/bench.js (from the repository root, after make ort-deps)
  * on models written to --onnx-dir (default /tmp).
  * BLAS threads come from the environment (OPENBLAS_NUM_THREADS); this
  * program never sets them. FLOPs = 2 x MACs. Times are per batch: median
  * (min-max) of N timed runs after warm-up. Rows per layer: each algorithm
- * (the chosen one with its own chunk, gemm batch as one whole-batch
- * im2col GEMM under the scratch cap), the plain sgemm ceilings, ONNX
- * Runtime. */
+ * (the chosen one with its own chunk, the others with the largest chunk
+ * under the scratch cap: gemm batch is then one whole-batch im2col GEMM),
+ * the plain sgemm ceilings, ONNX Runtime. Winograd's GFLOP/s count the
+ * direct conv's FLOPs, so they can exceed the sgemm ceiling. */
 #include "core/error.h"
 #include "core/graph.h"
 #include "core/onnx.h"
@@ -254,16 +255,17 @@ int main(int argc, char **argv)
         r.b = rand_buf(l->cout, &seed);
         r.y = rand_buf(batch * l->cout * P, &seed);
         const ConvPlan chosen = conv_plan(&s, threads);
-        const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift"};
-        for (int algo = 0; algo < 4; algo++) {
-            if ((algo == CONV_DIRECT && cin_g != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)))
+        const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd"};
+        for (int algo = 0; algo < 5; algo++) {
+            if ((algo == CONV_DIRECT && cin_g != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) ||
+                (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
                 continue;
             /* the chosen algorithm with its own chunk; the others as forced plans */
             r.p = algo == (int)chosen.algo ? chosen : conv_plan_with(&s, (ConvAlgo)algo, 0);
             r.scratch = r.p.scratch_bytes ? aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64) : NULL;
             char note[64];
             snprintf(note, sizeof note, "%s", algo == (int)chosen.algo ? "[chosen] " : "");
-            if (algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT)
+            if (algo >= CONV_GEMM_BATCH)
                 snprintf(note + strlen(note), sizeof note - strlen(note), "chunk %lld, %.1f MB scratch",
                          (long long)r.p.chunk, r.p.scratch_bytes / 1048576.0);
             print_row(names[algo], time_work(run_conv, &r, iters), flops, batch, note);
@@ -274,9 +276,9 @@ int main(int argc, char **argv)
             r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64 + 64);
             print_row("im2col alone", time_work(run_im2col, &r, iters), flops, batch, "(GFLOP/s of the conv)");
             free(r.scratch);
-            for (int algo = CONV_GEMM_BATCH; algo <= CONV_GEMM_SHIFT; algo++)
+            for (int algo = CONV_GEMM_BATCH; algo <= CONV_WINOGRAD; algo++)
                 for (int64_t chunk = 1; chunk <= batch; chunk *= 2) {
-                    if (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s))
+                    if ((algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) || (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
                         break;
                     r.p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
                     r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64);
