@@ -163,6 +163,7 @@ int cmd_export(Workspace *ws, const Command *c, Out *o)
     const char *path = cmd_pos(c, 0);
     if ((rc = onnx_save(ws->model, path, force)) < 0)
         return rc;
+    ws->dirty = false;
     out_text(o, "wrote %s\n", path);
     cJSON_AddStringToObject(o->obj, "path", path);
     return 0;

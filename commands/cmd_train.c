@@ -2,7 +2,6 @@
 #include "commands.h"
 
 #include "core/error.h"
-#include "core/onnx.h"
 #include "core/train.h"
 #include "core/util.h"
 
@@ -186,19 +185,4 @@ int cmd_finetune(Workspace *ws, const Command *c, Out *o)
     f.cfg.distill_T = T;
     f.cfg.distill_alpha = alpha;
     return run_fit(ws, c, o, &f, T > 0 ? ws->original : NULL);
-}
-
-int cmd_save(Workspace *ws, const Command *c, Out *o)
-{
-    bool force;
-    int rc = ws_require_model(ws);
-    if (rc < 0 || (rc = arg_bool(c, "force", false, &force)) < 0)
-        return rc;
-    const char *path = cmd_pos(c, 0);
-    if ((rc = onnx_save(ws->model, path, force)) < 0)
-        return rc;
-    ws->dirty = false;
-    out_text(o, "saved %s\n", path);
-    cJSON_AddStringToObject(o->obj, "path", path);
-    return 0;
 }

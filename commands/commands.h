@@ -70,7 +70,6 @@ int cmd_data(Workspace *ws, const Command *c, Out *o);
 int cmd_eval(Workspace *ws, const Command *c, Out *o);
 int cmd_train(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
-int cmd_save(Workspace *ws, const Command *c, Out *o);
 
 /* Argument helpers: parse a value or fail naming the command and key. */
 int arg_int(const Command *c, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out);

@@ -50,7 +50,7 @@ const CommandDef command_table[] = {
      "Like train with defaults for recovery: 3 epochs, SGD lr 0.01, cosine, no warm-up. distill=T adds KL divergence to the unpruned original's outputs at temperature T, weighted by alpha (default 0.5).",
      cmd_finetune},
     {"save", "FILE.onnx", 1, 1, "force=on|off", "save the model (weights and BatchNorm statistics) as ONNX",
-     "Writes atomically (temporary file + rename); refuses to replace an existing file unless force=on.", cmd_save},
+     "The same as export: writes atomically (temporary file + rename); refuses to replace an existing file unless force=on.", cmd_export},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };
 

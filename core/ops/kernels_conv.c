@@ -544,17 +544,20 @@ static void wino_output(float *y, const float *m, int64_t mstride, int64_t col0,
                     o0 = (f32x8)((i32x8)o0 & (o0 > z8));
                     o1 = (f32x8)((i32x8)o1 & (o1 > z8));
                 }
-                float a0[8], a1[8];
-                memcpy(a0, &o0, sizeof a0);
-                memcpy(a1, &o1, sizeof a1);
+                /* interleave even and odd output columns: 16 outputs of one row */
                 float *yr = y + (2 * th + i) * OW + 2 * tw;
-                const int64_t pairs = 2 * (tw + n) <= OW ? n : n - 1; /* odd OW: last tile is half */
-                for (int64_t l = 0; l < pairs; l++) {
-                    yr[2 * l] = a0[l];
-                    yr[2 * l + 1] = a1[l];
+                const f32x8 lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
+                const f32x8 hi = __builtin_shufflevector(o0, o1, 4, 12, 5, 13, 6, 14, 7, 15);
+                const int64_t count = 2 * (tw + n) <= OW ? 2 * n : 2 * n - 1; /* odd OW: half a tile */
+                if (count == 16) {
+                    *(f32x8 *)yr = lo;
+                    *(f32x8 *)(yr + 8) = hi;
+                } else {
+                    float row[16];
+                    memcpy(row, &lo, sizeof lo);
+                    memcpy(row + 8, &hi, sizeof hi);
+                    copy_row(yr, row, count);
                 }
-                if (pairs < n)
-                    yr[2 * pairs] = a0[pairs];
             }
         }
 }
