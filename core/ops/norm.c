@@ -4,6 +4,7 @@
  * pass y = x*a + b. */
 #include "../error.h"
 #include "../op.h"
+#include "grad.h"
 #include "kernels_simd.h"
 
 #include <math.h>
@@ -161,14 +162,26 @@ static int bn_run(OpCtx *c)
         sh[k] = (float)(bias[k] - use_mean[k] * (double)scale[k] * inv);
     }
     affine_planes(tensor_f32(c->out[0]), x, a, sh, b.n, b.ch, b.sp);
-    /* running statistics: old * momentum + batch * (1 - momentum) */
-    for (int i = 1; i <= 2; i++) {
-        if (!wants_output(c, i))
-            continue;
-        const float *old = i == 1 ? mean : var, *cur = i == 1 ? use_mean : use_var;
-        float *o = tensor_f32(c->out[i]);
-        for (int64_t k = 0; k < b.ch; k++)
-            o[k] = b.batch_stats ? old[k] * b.momentum + cur[k] * (1.0f - b.momentum) : old[k];
+    /* running statistics: old * momentum + batch * (1 - momentum). When
+     * shears trains (c->training) the batch variance is the unbiased one,
+     * M/(M-1) times the population variance, as PyTorch keeps running_var,
+     * and the update goes straight into the input_mean and input_var data
+     * (training updates the model in place). Otherwise (a model run with
+     * training_mode=1) outputs follow ONNX's reference: population variance,
+     * inputs untouched. a and sh are free again and hold the new values. */
+    float *run_mean = a, *run_var = sh;
+    const int64_t m = b.n * b.sp;
+    const float unbias = c->training && m > 1 ? (float)((double)m / (double)(m - 1)) : 1.0f;
+    for (int64_t k = 0; k < b.ch; k++) {
+        run_mean[k] = b.batch_stats ? mean[k] * b.momentum + bmean[k] * (1.0f - b.momentum) : mean[k];
+        run_var[k] = b.batch_stats ? var[k] * b.momentum + bvar[k] * unbias * (1.0f - b.momentum) : var[k];
+    }
+    for (int i = 1; i <= 2; i++)
+        if (wants_output(c, i))
+            memcpy(tensor_f32(c->out[i]), i == 1 ? run_mean : run_var, (size_t)b.ch * sizeof(float));
+    if (c->training && b.batch_stats) {
+        memcpy(tensor_f32(c->in[3]), run_mean, (size_t)b.ch * sizeof(float));
+        memcpy(tensor_f32(c->in[4]), run_var, (size_t)b.ch * sizeof(float));
     }
     for (int i = 3; i <= b.n_extra; i++) /* opset < 14: saved batch mean and variance */
         if (wants_output(c, i))
@@ -393,7 +406,7 @@ static int lrn_infer(OpCtx *c)
 
 static size_t lrn_scratch(const OpCtx *c)
 {
-    int64_t n, ch, sp, size;
+    int64_t n = 0, ch = 0, sp = 0, size = 0;
     return lrn_setup(c, &n, &ch, &sp, &size) < 0 ? 0 : (size_t)sp * sizeof(float);
 }
 
@@ -436,11 +449,13 @@ static int64_t lrn_macs(const OpCtx *c)
 
 const OpDef sh_ops_norm[] = {
     {.name = "BatchNormalization", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 5,
-     .infer = bn_infer, .forward = bn_run, .macs = numel_macs, .scratch = bn_scratch},
+     .infer = bn_infer, .forward = bn_run, .macs = numel_macs, .scratch = bn_scratch,
+     .backward = batchnorm_op_backward, .bwd_scratch = batchnorm_op_bwd_scratch},
     {.name = "LayerNormalization", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 3,
-     .infer = ln_infer, .forward = ln_run, .macs = numel_macs, .scratch = ln_scratch},
+     .infer = ln_infer, .forward = ln_run, .macs = numel_macs, .scratch = ln_scratch,
+     .backward = layernorm_op_backward, .bwd_scratch = layernorm_op_bwd_scratch},
     {.name = "InstanceNormalization", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
-     .infer = in_infer, .forward = in_run, .macs = numel_macs},
+     .infer = in_infer, .forward = in_run, .macs = numel_macs, .backward = instancenorm_op_backward},
     {.name = "LRN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = lrn_infer,
      .forward = lrn_run, .macs = lrn_macs, .scratch = lrn_scratch},
     {.name = NULL},
