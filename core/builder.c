@@ -85,7 +85,7 @@ static int add_scalar(Builder *b, const char *name, float x)
 static int node1(Builder *b, const char *op, const char *name, int n_in, const int *in, Node **node)
 {
     char out_name[256];
-    snprintf(out_name, sizeof out_name, "%s_out", name);
+    snprintf(out_name, sizeof out_name, "%.240s_out", name);
     int out = graph_new_value(b->g, out_name);
     int i = graph_add_node(b->g, op, name, n_in, in, 1, &out);
     if (node)

@@ -307,7 +307,7 @@ int npy_read_mem(Tensor *out, const char *name, const void *buf, size_t n)
 {
     const unsigned char *b = buf;
     NpyHeader h = {0};
-    size_t prefix, dict_len;
+    size_t prefix = 0, dict_len = 0;
     int64_t bytes;
     memset(out, 0, sizeof *out);
     int rc = npy_parse_prefix(&h, name, b, n, &prefix, &dict_len);
@@ -350,7 +350,7 @@ static int npy_open(FILE **f, const char *path, int64_t *file_size)
 static int npy_read_header_from(NpyHeader *h, FILE *f, const char *path)
 {
     unsigned char pre[12];
-    size_t prefix, dict_len, got = fread(pre, 1, sizeof pre, f);
+    size_t prefix = 0, dict_len = 0, got = fread(pre, 1, sizeof pre, f);
     memset(h, 0, sizeof *h);
     int rc = npy_parse_prefix(h, path, pre, got, &prefix, &dict_len);
     if (rc < 0)

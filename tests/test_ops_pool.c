@@ -214,6 +214,44 @@ static void check_sum_pools(const char *op, int seed)
     assert_true(run > 200);
 }
 
+/* 2x2 windows at stride 2 on wide rows take an eight-wide path. */
+static void test_pool_2x2_stride_2_on_wide_rows_matches_reference(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 16);
+    double worst = 0;
+    for (int t = 0; t < 24; t++) {
+        Case k = {.nd = 2, .n = 2, .c = 3, .in = {trng_int(&r, 2, 9), trng_int(&r, 16, 45)}, .k = {2, 2},
+                  .stride = {2, 2}, .dil = {1, 1}, .pb = {trng_int(&r, 0, 1), trng_int(&r, 0, 1)},
+                  .pe = {trng_int(&r, 0, 1), trng_int(&r, 0, 1)}, .ceil_mode = t % 2};
+        PoolShape s;
+        assert_true(expected_pool_shape(&k, &s));
+        const char *op = t % 4 < 2 ? "MaxPool" : "AveragePool";
+        const int include_pad = t % 3 == 0;
+        Shape xs = shape_nc(k.n, k.c, k.nd, k.in);
+        Tensor *x = t_rand(&r, &xs, -1, 1), *y = NULL;
+        Node *n = pool_node(op, &k, 1);
+        node_set_int(n, "count_include_pad", include_pad);
+        assert_int_equal(t_run(n, 12, &x, 1, &y, 1), 0);
+        Tensor *want = new_like_pool(&s, k.nd, SH_F32);
+        if (op[0] == 'M')
+            maxpool_forward_ref(tensor_f32(want), NULL, tensor_f32(x), &s, 0);
+        else
+            avgpool_forward_ref(tensor_f32(want), tensor_f32(x), &s, include_pad);
+        char label[64];
+        snprintf(label, sizeof label, "%s 2x2/2 wide case %d", op, t);
+        double d = t_max_diff(label, y, want);
+        worst = d > worst ? d : worst;
+        assert_true(t_allclose(y, want, RTOL, ATOL));
+        tensor_free(x);
+        tensor_free(y);
+        tensor_free(want);
+        t_node_free(n);
+    }
+    printf("2x2/2 wide rows: worst max abs diff %.3g\n", worst);
+}
+
 static void test_avgpool_matches_reference_on_random_shapes(void **state)
 {
     (void)state;
@@ -442,6 +480,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maxpool_matches_reference_on_random_shapes),
+        cmocka_unit_test(test_pool_2x2_stride_2_on_wide_rows_matches_reference),
         cmocka_unit_test(test_avgpool_matches_reference_on_random_shapes),
         cmocka_unit_test(test_lppool_matches_reference_on_random_shapes),
         cmocka_unit_test(test_maxpool_ceil_mode_keeps_partial_last_window),

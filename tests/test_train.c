@@ -205,15 +205,16 @@ static void test_cosine_schedule_with_warmup(void **state)
     assert_true(fabs(trainer_lr(&t)) < 1e-12);
 }
 
-/* A few hundred steps of the CNN sample on a Fashion-MNIST subset. */
+/* A few hundred steps of a small CNN on a Fashion-MNIST subset (3 epochs
+ * of n samples in batches of 32). */
 static void fit_small(Graph *g, const Dataset *ds, FitResult *r, int64_t n)
 {
     DataSubset all, part;
     data_subset_all(&all, ds);
     part = all;
     part.n = n;
-    FitConfig f = {.epochs = 2, .batch = 32, .cfg = train_config_default()};
-    f.cfg.lr = 0.05;
+    FitConfig f = {.epochs = 3, .batch = 32, .cfg = train_config_default()};
+    f.cfg.lr = 0.2;
     f.data.shuffle = true;
     f.data.seed = 3;
     assert_int_equal(fit(g, NULL, &part, NULL, &f, r), 0);
@@ -240,7 +241,7 @@ static void test_short_training_run_learns(void **state)
     EvalResult before, after;
     assert_int_equal(evaluate(g, &ts, 100, &before), 0);
     FitResult r;
-    fit_small(g, &train, &r, 4800); /* 300 steps */
+    fit_small(g, &train, &r, 4800); /* 450 steps */
     assert_int_equal(evaluate(g, &ts, 100, &after), 0);
     printf("before: accuracy %.3f loss %.3f; after %lld steps: accuracy %.3f loss %.3f (train %.3f)\n",
            before.accuracy, before.loss, (long long)r.steps, after.accuracy, after.loss, r.train_accuracy);

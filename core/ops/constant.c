@@ -444,7 +444,7 @@ static int one_hot_axis(const OpCtx *c, int out_rank, int *axis)
 static int one_hot_infer(OpCtx *c)
 {
     int rc = op_check_input(c, 0, SH_UNDEF), axis;
-    int64_t depth;
+    int64_t depth = 0;
     if (rc < 0 || (rc = op_check_input(c, 2, SH_UNDEF)) < 0 || (rc = one_hot_depth(c, &depth)) < 0)
         return rc;
     const Shape *ix = &c->in[0]->shape;
@@ -471,7 +471,7 @@ static int one_hot_forward(OpCtx *c)
 {
     const Tensor *ix = c->in[0], *vals = c->in[2];
     Tensor *y = c->out[0];
-    int64_t depth;
+    int64_t depth = 0;
     int axis, rc;
     if ((rc = one_hot_depth(c, &depth)) < 0 || (rc = one_hot_axis(c, ix->shape.rank + 1, &axis)) < 0)
         return rc;

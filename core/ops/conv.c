@@ -4,6 +4,7 @@
 
 #include "../error.h"
 #include "../op.h"
+#include "grad.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -296,8 +297,10 @@ static int64_t convt_macs(const OpCtx *c) { return macs_of(c->in[0], &c->in[1]->
 
 const OpDef sh_ops_conv[] = {
     {.name = "Conv", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = conv_infer,
-     .forward = conv_run, .macs = conv_macs, .scratch = conv_scratch},
+     .forward = conv_run, .macs = conv_macs, .scratch = conv_scratch, .backward = conv_op_backward,
+     .bwd_scratch = conv_op_bwd_scratch},
     {.name = "ConvTranspose", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
-     .infer = convt_infer, .forward = convt_run, .macs = convt_macs, .scratch = convt_scratch},
+     .infer = convt_infer, .forward = convt_run, .macs = convt_macs, .scratch = convt_scratch,
+     .backward = conv_transpose_op_backward, .bwd_scratch = conv_transpose_op_bwd_scratch},
     {.name = NULL},
 };

@@ -681,9 +681,14 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
     return p;
 }
 
-/* The choices below were measured with tests/tools/conv_timing on
- * Fashion-MNIST sized layers (batch 64, 3x3, 16-128 channels, 28x28 to
- * 7x7) on 1 and 2 BLAS threads:
+/* The choices below were measured with tests/tools/conv_timing (and
+ * head-to-head runs of the algorithms in one process) on Fashion-MNIST
+ * sized layers: batch 64, 3x3, 16-128 channels, 28x28 to 7x7, 1 and 2
+ * BLAS threads:
+ * - Winograd is fastest wherever it applies with 16+ channels each side,
+ *   about 30% under shift and im2col (28x28 to 7x7), in small chunks whose
+ *   transformed tiles (V and M) take about 512 KB, on either thread count;
+ *   with fewer channels its transforms cost what its GEMMs save;
  * - shift beats im2col wherever it applies (im2col's nine-fold copy is
  *   serial work of ours; shift leaves everything to BLAS), except on 7x7
  *   images with one thread, where its separators waste more than im2col
@@ -705,6 +710,12 @@ ConvPlan conv_plan(const ConvShape *s, int threads)
     /* depthwise (or nearly): a GEMM with M of 1-3 rows is mostly overhead */
     if (cin_g == 1 && cout_g < 4)
         return conv_plan_with(s, CONV_DIRECT, 0);
+    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0) {
+        /* V and M (16 x (cin+cout) x tiles floats) near 512 KB */
+        ConvPlan p = conv_plan_with(s, CONV_WINOGRAD, chunk_for(8192 / (cin_g + cout_g), wino_geom(s).tiles, s->n));
+        if (p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP)
+            return p;
+    }
     /* shift needs enough input channels: each tap's GEMM has K = cin/group */
     if (conv_shift_ok(s) && cin_g >= 8 && !is_pointwise(s) && P > 0) {
         const ShiftLayout l = shift_layout(s, 1);

@@ -117,28 +117,6 @@ static size_t bn_scratch(const OpCtx *c)
     return bn_setup(c, &b) < 0 ? 0 : (size_t)(4 * b.ch) * sizeof(float);
 }
 
-/* Per-channel batch mean and population variance (two passes, double). */
-static void bn_batch_stats(float *mean, float *var, const float *x, int64_t n, int64_t ch, int64_t sp)
-{
-    const double count = (double)(n * sp);
-    for (int64_t k = 0; k < ch; k++) {
-        double sum = 0, sq = 0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *xp = x + (i * ch + k) * sp;
-            for (int64_t j = 0; j < sp; j++)
-                sum += xp[j];
-        }
-        const double m = count > 0 ? sum / count : 0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *xp = x + (i * ch + k) * sp;
-            for (int64_t j = 0; j < sp; j++)
-                sq += (xp[j] - m) * (xp[j] - m);
-        }
-        mean[k] = (float)m;
-        var[k] = (float)(count > 0 ? sq / count : 0);
-    }
-}
-
 static int bn_run(OpCtx *c)
 {
     BnSetup b;
@@ -152,7 +130,7 @@ static int bn_run(OpCtx *c)
     float *a = c->scratch, *sh = a + b.ch, *bmean = sh + b.ch, *bvar = bmean + b.ch;
     const float *use_mean = mean, *use_var = var;
     if (b.batch_stats) {
-        bn_batch_stats(bmean, bvar, x, b.n, b.ch, b.sp);
+        batchnorm_batch_stats(bmean, bvar, x, b.n, b.ch, b.sp);
         use_mean = bmean;
         use_var = bvar;
     }

@@ -2,6 +2,7 @@
  * to 3 spatial dims, and their Global forms over any spatial rank. */
 #include "../error.h"
 #include "../op.h"
+#include "grad.h"
 #include "kernels.h"
 #include "kernels_simd.h"
 
@@ -221,6 +222,18 @@ static void accumulate_row(float *acc, const float *row, int64_t n, PoolKind kin
     }
 }
 
+/* acc[i] = max(a[i], b[i]) */
+static void max_of_rows(float *acc, const float *a, const float *b, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const f32x8 u = *(const f32x8 *)(a + i), v = *(const f32x8 *)(b + i);
+        *(f32x8 *)(acc + i) = SELECT8(v > u, v, u);
+    }
+    for (; i < n; i++)
+        acc[i] = b[i] > a[i] ? b[i] : a[i];
+}
+
 /* Max (without indices), average and Lp pooling, rows then columns: for
  * each output row, the window's valid input rows are reduced into one row
  * acc (eight wide, each input row read once per window row that uses it),
@@ -243,12 +256,36 @@ static void pool_rows(float *y, const float *x, const PoolShape *s, const PoolRa
                 }
                 if (kind != POOL_MAX)
                     zero_f32(acc, IW);
+                const float *row0 = NULL; /* max over two rows: one pass, not a copy then a max */
                 bool first = true;
                 for (int64_t kd = r->lo[0][od]; kd < r->hi[0][od]; kd++)
-                    for (int64_t kh = r->lo[1][oh]; kh < r->hi[1][oh]; kh++, first = false)
-                        accumulate_row(acc, xp + ((sd + kd * s->dil[0]) * IH + sh + kh * s->dil[1]) * IW, IW, kind, p,
-                                       first);
+                    for (int64_t kh = r->lo[1][oh]; kh < r->hi[1][oh]; kh++, first = false) {
+                        const float *row = xp + ((sd + kd * s->dil[0]) * IH + sh + kh * s->dil[1]) * IW;
+                        if (kind == POOL_MAX && rows == 2 && first)
+                            row0 = row;
+                        else if (row0)
+                            max_of_rows(acc, row0, row, IW);
+                        else
+                            accumulate_row(acc, row, IW, kind, p, first);
+                    }
+                /* 2-wide windows at stride 2 (the usual 2x2 pool): where eight
+                 * neighbouring windows lie inside the input, split acc into even
+                 * and odd columns and reduce them eight outputs at a time */
+                const bool pairs = kind != POOL_LP && sw == 2 && s->k[2] == 2 && dw == 1;
+                const float inv_full = 1.0f / (float)(count_include_pad ? r->padded[0][od] * r->padded[1][oh] * 2 : rows * 2);
                 for (int64_t ow = 0; ow < OW; ow++) {
+                    if (pairs && ow + 8 <= OW && r->lo[2][ow] == 0 && r->hi[2][ow + 7] == 2) {
+                        const float *a = acc + 2 * ow - s->pad[2];
+                        const f32x8 lo8 = *(const f32x8 *)a, hi8 = *(const f32x8 *)(a + 8);
+                        const f32x8 ev = __builtin_shufflevector(lo8, hi8, 0, 2, 4, 6, 8, 10, 12, 14);
+                        const f32x8 od8 = __builtin_shufflevector(lo8, hi8, 1, 3, 5, 7, 9, 11, 13, 15);
+                        if (kind == POOL_MAX)
+                            *(f32x8 *)(y + ow) = SELECT8(od8 > ev, od8, ev);
+                        else
+                            *(f32x8 *)(y + ow) = (ev + od8) * F32X8_SPLAT(inv_full);
+                        ow += 7;
+                        continue;
+                    }
                     const int64_t lo = r->lo[2][ow], hi = r->hi[2][ow];
                     const float *a = acc + ow * sw - s->pad[2];
                     if (kind == POOL_MAX) {
@@ -422,9 +459,19 @@ static int global_run(OpCtx *c, PoolKind kind)
                 m = xp[k] > m ? xp[k] : m;
             y[i] = m;
         } else if (kind == POOL_AVG) {
+            /* eight float partial sums per block of 4096, added up in double */
             double acc = 0.0;
-            for (int64_t k = 0; k < sp; k++)
-                acc += xp[k];
+            for (int64_t k0 = 0; k0 < sp; k0 += 4096) {
+                const int64_t end = sp - k0 < 4096 ? sp : k0 + 4096;
+                f32x8 part = {0};
+                int64_t k = k0;
+                for (; k + 8 <= end; k += 8)
+                    part += *(const f32x8 *)(xp + k);
+                for (int l = 0; l < 8; l++)
+                    acc += part[l];
+                for (; k < end; k++)
+                    acc += xp[k];
+            }
             y[i] = sp ? (float)(acc / (double)sp) : 0.0f;
         } else {
             double acc = 0.0;
@@ -442,16 +489,19 @@ static int global_lp_run(OpCtx *c) { return global_run(c, POOL_LP); }
 
 const OpDef sh_ops_pool[] = {
     {.name = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2, .infer = maxpool_infer,
-     .forward = maxpool_run_op, .scratch = maxpool_scratch},
+     .forward = maxpool_run_op, .scratch = maxpool_scratch,
+     .backward = maxpool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
     {.name = "AveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = avgpool_infer, .forward = avgpool_run_op, .scratch = sumpool_scratch},
+     .infer = avgpool_infer, .forward = avgpool_run_op, .scratch = sumpool_scratch,
+     .backward = avgpool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
     {.name = "LpPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = lppool_infer,
-     .forward = lppool_run_op, .scratch = sumpool_scratch},
+     .forward = lppool_run_op, .scratch = sumpool_scratch,
+     .backward = lppool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
     {.name = "GlobalMaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_max_run},
+     .infer = global_infer, .forward = global_max_run, .backward = global_max_op_backward},
     {.name = "GlobalAveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_avg_run},
+     .infer = global_infer, .forward = global_avg_run, .backward = global_avg_op_backward},
     {.name = "GlobalLpPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_lp_run},
+     .infer = global_infer, .forward = global_lp_run, .backward = global_lp_op_backward},
     {.name = NULL},
 };

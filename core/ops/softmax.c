@@ -41,7 +41,7 @@ static int softmax_infer(OpCtx *c)
         return rc;
     if (c->in[0]->shape.rank < 1 && c->opset >= 13)
         return op_fail(c, SH_E_SHAPE, "input must have rank at least 1");
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     if ((rc = softmax_shape(c, &s)) < 0)
         return rc;
     op_set_out(c, 0, SH_F32, &c->in[0]->shape);
@@ -114,7 +114,7 @@ static void softmax_cols(float *y, const float *x, int64_t n, int64_t inner, Sof
 
 static size_t softmax_scratch(const OpCtx *c)
 {
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     if (softmax_shape(c, &s) < 0 || s.inner == 1)
         return 0;
     return (size_t)s.inner * 2 * sizeof(float);
@@ -122,7 +122,7 @@ static size_t softmax_scratch(const OpCtx *c)
 
 static int softmax_run(OpCtx *c, SoftmaxKind kind)
 {
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     int rc = softmax_shape(c, &s);
     if (rc < 0)
         return rc;
@@ -145,7 +145,7 @@ static int logsoftmax_forward(OpCtx *c) { return softmax_run(c, LOG_SOFTMAX); }
  * writing it, so y may alias x. */
 static int hardmax_forward(OpCtx *c)
 {
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     int rc = softmax_shape(c, &s);
     if (rc < 0)
         return rc;
@@ -239,7 +239,7 @@ static void softmax_grad_cols(float *gx, const float *restrict y, const float *r
 
 static size_t softmax_bwd_scratch(const OpCtx *c)
 {
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     if (softmax_shape(c, &s) < 0 || s.inner == 1)
         return 0;
     return (size_t)s.inner * sizeof(float);
@@ -249,7 +249,7 @@ static int softmax_grad(OpCtx *c, Tensor **gout, Tensor **gin, SoftmaxKind kind)
 {
     if (!gout[0] || !gin[0])
         return 0;
-    SoftmaxShape s;
+    SoftmaxShape s = {0};
     int rc = softmax_shape(c, &s);
     if (rc < 0)
         return rc;
