@@ -83,6 +83,7 @@ int main(int argc, char **argv)
     for (int64_t i = 0; i < batch; i++)
         tensor_i64(&y)[i] = (int64_t)xoshiro_below(&r, 10);
     TrainConfig cfg = train_config_default();
+    cfg.threads = threads;
     if (!strcmp(opt, "adamw")) {
         cfg.opt = OPT_ADAMW;
         cfg.lr = 1e-3;

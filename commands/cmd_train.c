@@ -141,6 +141,7 @@ static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const 
     int64_t limit;
     const DataSubset *train, *val = NULL;
     int rc;
+    f->cfg.threads = ws->threads;
     if ((rc = ws_require_model(ws)) < 0 || (rc = read_train_args(c, f, &limit)) < 0 ||
         (rc = ws_subset(ws, "train", &train)) < 0)
         return rc;

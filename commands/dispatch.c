@@ -16,6 +16,7 @@ static void stdout_sink(void *ctx, const char *text)
 {
     (void)ctx;
     fputs(text, stdout);
+    fflush(stdout); /* progress must show up in logs as it happens */
 }
 
 Out out_stdout(bool json)

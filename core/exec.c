@@ -273,6 +273,8 @@ static Tensor **slot_ptrs(ExecPlan *p, const int *vals, int count)
     return arr;
 }
 
+static bool is_param(const ExecPlan *p, const Tensor *t);
+
 /* Values whose data (not just shape) decides some node's output shape. */
 bool *graph_shape_feeding_values(const Graph *g)
 {
@@ -319,6 +321,14 @@ static int bind_inputs(ExecPlan *p, const Shape *input_shapes)
             p->slots[v].t = *g->values[v].data;
             p->slots[v].t.owns = false;
             p->slots[v].kind = SLOT_CONST;
+            if (p->opt.private_consts && p->slots[v].t.dtype == SH_F32 && !is_param(p, &p->slots[v].t)) {
+                Tensor *c = tensor_clone(g->values[v].data);
+                if (!c)
+                    return SH_E_NOMEM;
+                p->slots[v].t = *c;
+                p->slots[v].kind = SLOT_KNOWN;
+                free(c);
+            }
         }
     for (int i = 0; i < g->n_inputs; i++) {
         int v = g->inputs[i];

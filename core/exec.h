@@ -28,6 +28,10 @@ typedef struct {
      * writes their gradients at the same offsets of a gradient block. */
     const float *params;
     int64_t n_params;
+    /* Give this plan its own copy of every non-parameter float constant
+     * (BatchNorm running statistics), so a training replica's in-place
+     * statistics updates do not touch the model. */
+    bool private_consts;
 } ExecOptions;
 
 /* Plans g (borrowed: it must outlive the plan and stay unchanged) for the

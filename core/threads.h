@@ -11,4 +11,9 @@ const char *sh_blas_core(void);
 /* Logical CPUs available. */
 int sh_cpu_count(void);
 
+/* Runs fn(i, ctx) for i in [0, n) on n threads (the caller runs i = 0)
+ * with BLAS single-threaded for the duration, so our threads and BLAS's
+ * never compete for the cores. Returns the first nonzero fn result. */
+int sh_run_parallel(int n, int (*fn)(int i, void *ctx), void *ctx);
+
 #endif

@@ -1,6 +1,7 @@
 #include "train.h"
 
 #include "error.h"
+#include "threads.h"
 #include "util.h"
 
 #include <math.h>
@@ -155,26 +156,32 @@ static void adamw_update(Trainer *t, double lr)
 
 /* ---- trainer ---- */
 
-static int plan_training(Trainer *t, Graph *g, int64_t batch)
+static int plan_replica(Trainer *t, Replica *r, int index)
 {
     Shape s;
-    int rc = graph_input_shape(g, 0, batch, &s);
+    Graph *g = t->g;
+    int rc = graph_input_shape(g, 0, r->rows, &s);
     if (rc < 0)
         return rc;
-    if (s.d[0] != batch)
+    if (s.d[0] != r->rows)
         return sh_fail(SH_E_UNSUPPORTED, "the model's batch is fixed at %lld; training needs a symbolic batch",
                        (long long)s.d[0]);
     ExecOptions opt = {.training = true, .keep_all = true, .params = g->param_block,
-                       .n_params = g->param_len};
-    if ((rc = exec_plan(g, &s, &opt, &t->plan)) < 0)
+                       .n_params = g->param_len, .private_consts = index > 0};
+    if ((rc = exec_plan(g, &s, &opt, &r->plan)) < 0)
         return rc;
     if (t->teacher) {
         Shape ts;
-        if ((rc = graph_input_shape(t->teacher, 0, batch, &ts)) < 0 ||
-            (rc = exec_plan(t->teacher, &ts, NULL, &t->teacher_plan)) < 0)
+        if ((rc = graph_input_shape(t->teacher, 0, r->rows, &ts)) < 0 ||
+            (rc = exec_plan(t->teacher, &ts, NULL, &r->teacher_plan)) < 0)
             return rc;
     }
-    return 0;
+    const Tensor *out = exec_output(r->plan, 0);
+    if (out->shape.rank != 2 || out->dtype != SH_F32)
+        return sh_fail(SH_E_SHAPE, "training needs a [batch, classes] float output; '%s' is not",
+                       g->values[g->outputs[0]].name);
+    r->grads = index == 0 ? t->grads : xcalloc((size_t)t->n_params, sizeof(float));
+    return tensor_alloc(&r->dlogits, SH_F32, &out->shape);
 }
 
 int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int64_t total_steps,
@@ -197,19 +204,20 @@ int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int6
     t->grads = xcalloc((size_t)t->n_params, sizeof(float));
     t->m = xcalloc((size_t)t->n_params, sizeof(float));
     t->v = xcalloc((size_t)t->n_params, sizeof(float));
-    if ((rc = plan_training(t, g, batch)) < 0) {
-        trainer_done(t);
-        return rc;
-    }
-    const Tensor *out = exec_output(t->plan, 0);
-    if (out->shape.rank != 2 || out->dtype != SH_F32) {
-        trainer_done(t);
-        return sh_fail(SH_E_SHAPE, "training needs a [batch, classes] float output; '%s' is not",
-                       g->values[g->outputs[0]].name);
-    }
-    if ((rc = tensor_alloc(&t->dlogits, SH_F32, &out->shape)) < 0) {
-        trainer_done(t);
-        return rc;
+    /* each replica needs a few rows to be worth a thread */
+    int n = cfg->threads < 1 ? 1 : cfg->threads > TRAIN_MAX_REPLICAS ? TRAIN_MAX_REPLICAS : cfg->threads;
+    while (n > 1 && batch / n < 8)
+        n--;
+    t->n_rep = n;
+    for (int i = 0, row = 0; i < n; i++) {
+        Replica *r = &t->rep[i];
+        r->row0 = row;
+        r->rows = batch / n + (i < batch % n);
+        row += (int)r->rows;
+        if ((rc = plan_replica(t, r, i)) < 0) {
+            trainer_done(t);
+            return rc;
+        }
     }
     t->kind = graph_output_kind(g);
     return 0;
@@ -217,62 +225,93 @@ int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int6
 
 void trainer_done(Trainer *t)
 {
-    exec_free(t->plan);
-    exec_free(t->teacher_plan);
+    for (int i = 0; i < t->n_rep; i++) {
+        Replica *r = &t->rep[i];
+        exec_free(r->plan);
+        exec_free(r->teacher_plan);
+        if (i > 0)
+            free(r->grads);
+        tensor_done(&r->dlogits);
+    }
     free(t->grads);
     free(t->m);
     free(t->v);
-    tensor_done(&t->dlogits);
-    tensor_done(&t->target);
     memset(t, 0, sizeof *t);
 }
 
-static double compute_loss(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st)
+/* Loss of a replica's rows, with dL/dlogits scaled so the replicas' sum is
+ * the gradient of the whole batch's mean loss. */
+static double replica_loss(Trainer *t, Replica *r, const Tensor *x, const int64_t *labels)
 {
-    const Tensor *out = exec_output(t->plan, 0);
+    const Tensor *out = exec_output(r->plan, 0);
     int64_t rows = out->shape.d[0], classes = out->shape.d[1];
-    memset(t->dlogits.data, 0, tensor_bytes(&t->dlogits));
-    double label_weight = t->teacher_plan ? 1 - t->cfg.distill_alpha : 1;
-    float *d = tensor_f32(&t->dlogits);
-    double loss = loss_cross_entropy(tensor_f32(out), rows, classes, tensor_i64(labels), t->kind,
-                                     t->cfg.label_smoothing, d, &st->correct);
-    if (label_weight != 1)
-        for (int64_t i = 0; i < t->dlogits.numel; i++)
-            d[i] *= (float)label_weight;
-    loss *= label_weight;
-    if (t->teacher_plan) {
+    memset(r->dlogits.data, 0, tensor_bytes(&r->dlogits));
+    double label_weight = r->teacher_plan ? 1 - t->cfg.distill_alpha : 1;
+    float *d = tensor_f32(&r->dlogits);
+    double loss = label_weight * loss_cross_entropy(tensor_f32(out), rows, classes, labels, t->kind,
+                                                    t->cfg.label_smoothing, d, &r->st.correct);
+    if (r->teacher_plan) {
         Tensor xv = *x;
         Tensor *xs[1] = {&xv};
-        if (exec_run(t->teacher_plan, xs) == 0)
-            loss += loss_distill(tensor_f32(out), tensor_f32(exec_output(t->teacher_plan, 0)), rows,
+        for (int64_t i = 0; i < r->dlogits.numel; i++)
+            d[i] *= (float)label_weight;
+        if (exec_run(r->teacher_plan, xs) == 0)
+            loss += loss_distill(tensor_f32(out), tensor_f32(exec_output(r->teacher_plan, 0)), rows,
                                  classes, t->cfg.distill_T, t->cfg.distill_alpha, d);
     }
-    st->rows = rows;
+    float share = (float)rows / (float)t->batch;
+    if (t->n_rep > 1)
+        for (int64_t i = 0; i < r->dlogits.numel; i++)
+            d[i] *= share;
+    r->st.rows = rows;
     return loss;
+}
+
+/* Forward, loss and backward of one replica (runs on its own thread). */
+static int replica_step(int index, void *ctx)
+{
+    Trainer *t = ctx;
+    Replica *r = &t->rep[index];
+    Shape want = exec_value(r->plan, t->g->inputs[0])->shape;
+    int64_t per_row = shape_numel(&want) / r->rows;
+    Tensor xv = tensor_view(SH_F32, &want, tensor_f32(r->x) + r->row0 * per_row);
+    Tensor *xs[1] = {&xv};
+    memset(&r->st, 0, sizeof r->st);
+    exec_set_seed(r->plan, (t->cfg.seed * 1000003ULL + (uint64_t)t->step) * 31 + (uint64_t)index);
+    int rc = exec_run(r->plan, xs);
+    if (rc < 0)
+        return rc;
+    r->st.loss = replica_loss(t, r, &xv, tensor_i64(r->labels) + r->row0);
+    if (!isfinite(r->st.loss))
+        return sh_fail(SH_E_NUMERIC, "the loss became %g at step %lld (learning rate too high?)",
+                       r->st.loss, (long long)t->step);
+    memset(r->grads, 0, sizeof(float) * (size_t)t->n_params);
+    Tensor *g[1] = {&r->dlogits};
+    return exec_backward(r->plan, g, r->grads);
 }
 
 int trainer_step(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st)
 {
     memset(st, 0, sizeof *st);
-    Tensor xv = *x;
-    Shape want = exec_value(t->plan, t->g->inputs[0])->shape;
-    if (xv.numel != shape_numel(&want))
-        return sh_fail(SH_E_SHAPE, "a training batch has %lld values; the model takes %lld",
-                       (long long)xv.numel, (long long)shape_numel(&want));
-    xv.shape = want;
-    Tensor *xs[1] = {&xv};
-    exec_set_seed(t->plan, t->cfg.seed * 1000003ULL + (uint64_t)t->step);
-    int rc = exec_run(t->plan, xs);
+    int64_t per_row = t->rep[0].rows ? shape_numel(&exec_value(t->rep[0].plan, t->g->inputs[0])->shape) / t->rep[0].rows : 0;
+    if (x->dtype != SH_F32 || x->numel != per_row * t->batch || labels->numel != t->batch)
+        return sh_fail(SH_E_SHAPE, "a training batch has %lld values and %lld labels; the model takes %lld rows of %lld",
+                       (long long)x->numel, (long long)labels->numel, (long long)t->batch, (long long)per_row);
+    for (int i = 0; i < t->n_rep; i++) {
+        t->rep[i].x = x;
+        t->rep[i].labels = labels;
+    }
+    int rc = sh_run_parallel(t->n_rep, replica_step, t);
     if (rc < 0)
         return rc;
-    st->loss = compute_loss(t, &xv, labels, st);
-    if (!isfinite(st->loss))
-        return sh_fail(SH_E_NUMERIC, "the loss became %g at step %lld (learning rate too high?)",
-                       st->loss, (long long)t->step);
-    memset(t->grads, 0, sizeof(float) * (size_t)t->n_params);
-    Tensor *g[1] = {&t->dlogits};
-    if ((rc = exec_backward(t->plan, g, t->grads)) < 0)
-        return rc;
+    for (int i = 0; i < t->n_rep; i++) {
+        const Replica *r = &t->rep[i];
+        st->loss += r->st.loss * (double)r->rows / (double)t->batch;
+        st->correct += r->st.correct;
+        st->rows += r->st.rows;
+        for (int64_t k = 0; i > 0 && k < t->n_params; k++)
+            t->grads[k] += r->grads[k];
+    }
     if (t->cfg.clip_norm > 0) {
         double norm = grad_norm(t->grads, t->n_params);
         if (norm > t->cfg.clip_norm) {

@@ -35,6 +35,7 @@ typedef struct {
     double distill_T;     /* > 0 with a teacher: KL to the teacher at temperature T */
     double distill_alpha; /* weight of the distillation term (1 - alpha on the labels) */
     uint64_t seed;
+    int threads;          /* > 1: data parallel, each thread a slice of the batch */
 } TrainConfig;
 
 /* Defaults: SGD, lr 0.05, momentum 0.9, Nesterov, wd 5e-4, cosine. */
@@ -46,15 +47,30 @@ typedef struct {
     int64_t rows;
 } StepStats;
 
+#define TRAIN_MAX_REPLICAS 16
+
+/* One thread's share of a step: rows [row0, row0 + rows) of the batch.
+ * Replica 0 updates the model's BatchNorm statistics; the others keep
+ * private copies (as data-parallel training does without synchronized
+ * BatchNorm). */
+typedef struct {
+    ExecPlan *plan, *teacher_plan;
+    float *grads;            /* replica 0: the trainer's own */
+    Tensor dlogits;          /* [rows, classes] */
+    int64_t row0, rows;
+    const Tensor *x, *labels;
+    StepStats st;
+} Replica;
+
 typedef struct {
     Graph *g;                /* borrowed; parameters packed */
     const Graph *teacher;    /* borrowed, optional */
     TrainConfig cfg;
     int64_t batch, step, total_steps;
-    ExecPlan *plan, *teacher_plan;
+    Replica rep[TRAIN_MAX_REPLICAS];
+    int n_rep;
     float *grads, *m, *v;    /* n_params each, laid out like g->param_block */
     int64_t n_params;
-    Tensor dlogits, target;  /* [batch, classes] */
     OutputKind kind;
 } Trainer;
 

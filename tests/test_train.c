@@ -188,6 +188,46 @@ static void test_sgd_momentum_step_matches_hand_computation(void **state)
     graph_free(g);
 }
 
+/* Two replicas on half a batch each must take the same step as one thread
+ * on the whole batch (no BatchNorm here, whose batch statistics would be
+ * per replica). */
+static void test_data_parallel_step_equals_single_thread_step(void **state)
+{
+    (void)state;
+    Graph *a = small_mlp(), *b = small_mlp();
+    TrainConfig cfg = train_config_default();
+    Trainer ta, tb;
+    assert_int_equal(trainer_init(&ta, a, NULL, 32, 10, &cfg), 0);
+    cfg.threads = 2;
+    assert_int_equal(trainer_init(&tb, b, NULL, 32, 10, &cfg), 0);
+    assert_int_equal(tb.n_rep, 2);
+    TRng r;
+    trng_seed(&r, 11);
+    Shape s = shape_of(4, (int64_t)32, (int64_t)1, (int64_t)4, (int64_t)4), ys = shape_of(1, (int64_t)32);
+    Tensor *x = t_rand(&r, &s, -1, 1), *y = tensor_new(SH_I64, &ys);
+    for (int i = 0; i < 32; i++)
+        tensor_i64(y)[i] = i % 3;
+    StepStats sa, sb;
+    for (int step = 0; step < 3; step++) {
+        assert_int_equal(trainer_step(&ta, x, y, &sa), 0);
+        assert_int_equal(trainer_step(&tb, x, y, &sb), 0);
+    }
+    double worst = 0;
+    for (int64_t i = 0; i < a->param_len; i++)
+        worst = fmax(worst, fabs(a->param_block[i] - b->param_block[i]));
+    printf("data parallel vs single thread after 3 steps: max param diff %.3g, loss %.6f vs %.6f\n", worst,
+           sa.loss, sb.loss);
+    assert_true(worst < 1e-5);
+    assert_true(fabs(sa.loss - sb.loss) < 1e-5);
+    assert_int_equal(sa.correct, sb.correct);
+    trainer_done(&ta);
+    trainer_done(&tb);
+    tensor_free(x);
+    tensor_free(y);
+    graph_free(a);
+    graph_free(b);
+}
+
 static void test_cosine_schedule_with_warmup(void **state)
 {
     (void)state;
@@ -295,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_loss_gradients_match_finite_differences),
         cmocka_unit_test(test_network_gradients_match_finite_differences),
         cmocka_unit_test(test_sgd_momentum_step_matches_hand_computation),
+        cmocka_unit_test(test_data_parallel_step_equals_single_thread_step),
         cmocka_unit_test(test_cosine_schedule_with_warmup),
         cmocka_unit_test(test_short_training_run_learns),
         cmocka_unit_test(test_same_seed_gives_bit_identical_weights),
