@@ -69,6 +69,7 @@ int cmd_run(Workspace *ws, const Command *c, Out *o);
 int cmd_data(Workspace *ws, const Command *c, Out *o);
 int cmd_eval(Workspace *ws, const Command *c, Out *o);
 int cmd_train(Workspace *ws, const Command *c, Out *o);
+int cmd_groups(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
 
 /* Argument helpers: parse a value or fail naming the command and key. */

@@ -51,6 +51,9 @@ const CommandDef command_table[] = {
      cmd_finetune},
     {"save", "FILE.onnx", 1, 1, "force=on|off", "save the model (weights and BatchNorm statistics) as ONNX",
      "The same as export: writes atomically (temporary file + rename); refuses to replace an existing file unless force=on.", cmd_export},
+    {"groups", "", 0, 0, "", "dependency groups: units, parameters, blocked groups and why",
+     "Lists every group of coupled channels (units that must be removed together), what kind they are (channels, neurons, heads, width), their parameters, and, for groups that cannot be pruned, the node and op that block them.",
+     cmd_groups},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };
 

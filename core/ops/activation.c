@@ -4,6 +4,7 @@
  * Output may alias input 0 (OP_INPLACE): every loop reads x[i] before it
  * writes y[i] and touches nothing else. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <float.h>
@@ -668,12 +669,13 @@ static int prelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
 
 #define UNARY(op, fn, in_infer)                                                                \
     {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
-     .infer = in_infer, .forward = fn##_forward}
+     .infer = in_infer, .forward = fn##_forward, .coupling = couple_unary}
 /* The same with a backward; ops left without one (Floor, Sign, ...) have
  * zero or no derivative. */
 #define UNARY_BWD(op, fn, in_infer)                                                            \
     {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
-     .infer = in_infer, .forward = fn##_forward, .backward = fn##_backward}
+     .infer = in_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
+     .coupling = couple_unary}
 
 const OpDef sh_ops_activation[] = {
     UNARY_BWD("Relu", relu, unary_infer),
@@ -713,12 +715,13 @@ const OpDef sh_ops_activation[] = {
     UNARY_BWD("Abs", abs, unary_num_infer),
     UNARY("Sign", sign, unary_num_infer),
     {.name = "IsNaN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = is_class_infer, .forward = isnan_forward},
+     .infer = is_class_infer, .forward = isnan_forward, .coupling = couple_unary},
     {.name = "IsInf", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = is_class_infer, .forward = isinf_forward},
+     .infer = is_class_infer, .forward = isinf_forward, .coupling = couple_unary},
     {.name = "Clip", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = clip_infer, .forward = clip_forward, .backward = clip_backward},
+     .infer = clip_infer, .forward = clip_forward, .backward = clip_backward, .coupling = couple_unary},
     {.name = "PRelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = prelu_infer, .forward = prelu_forward, .backward = prelu_backward},
+     .infer = prelu_infer, .forward = prelu_forward, .backward = prelu_backward,
+     .coupling = couple_pointwise},
     {.name = NULL},
 };

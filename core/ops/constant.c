@@ -2,6 +2,7 @@
  * CastLike, EyeLike, OneHot. Only a float-to-float Cast (or CastLike) has a
  * gradient: it passes through. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <math.h>
@@ -496,6 +497,15 @@ static int one_hot_forward(OpCtx *c)
     return 0;
 }
 
+/* ---- channel coupling ---- */
+
+static int eyelike_couple(CouplingCtx *cc)
+{
+    for (int a = 0; a < cc_in_shape(cc, 0)->rank; a++)
+        cc_consume(cc, 0, a); /* only the shape is read */
+    return 0;
+}
+
 const OpDef sh_ops_constant[] = {
     {.name = "Constant", .min_in = 0, .max_in = 0, .min_out = 1, .max_out = 1,
      .infer = constant_infer, .forward = constant_forward},
@@ -504,11 +514,14 @@ const OpDef sh_ops_constant[] = {
     {.name = "Range", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .shape_inputs = 0x7u,
      .infer = range_infer, .forward = range_forward},
     {.name = "Cast", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = cast_infer, .forward = cast_forward, .backward = cast_backward},
+     .infer = cast_infer, .forward = cast_forward, .backward = cast_backward,
+     .coupling = couple_unary},
     {.name = "CastLike", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = cast_like_infer, .forward = cast_forward, .backward = cast_backward},
+     .infer = cast_like_infer, .forward = cast_forward, .backward = cast_backward,
+     .coupling = couple_unary},
     {.name = "EyeLike", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = eye_like_infer, .forward = eye_like_forward},
+     .infer = eye_like_infer, .forward = eye_like_forward,
+     .coupling = eyelike_couple},
     {.name = "OneHot", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .shape_inputs = 1u << 1,
      .infer = one_hot_infer, .forward = one_hot_forward},
     {.name = NULL},

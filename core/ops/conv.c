@@ -3,6 +3,7 @@
 #include "conv.h"
 
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 #include "grad.h"
 #include "kernels.h"
@@ -295,12 +296,54 @@ static int convt_run(OpCtx *c)
 
 static int64_t convt_macs(const OpCtx *c) { return macs_of(c->in[0], &c->in[1]->shape); }
 
+/* ---- channel coupling ---- */
+
+/* A Conv produces its output channels (W axis 0, bias); its input channels
+ * are W axis 1. A grouped conv makes every group one unit: its input and
+ * output channels go together, so groups are removed whole. */
+static int conv_couple(CouplingCtx *cc)
+{
+    const Shape *w = cc_in_shape(cc, 1);
+    int64_t group = node_attr_int(cc_node(cc), "group", 1);
+    cc_produce(cc, 0, 1);
+    cc_same(cc, 1, 0, 0, 1);
+    if (cc_has_input(cc, 2))
+        cc_same(cc, 2, 0, 0, 1);
+    if (group == 1)
+        cc_join(cc, 0, 1, 1, 1);
+    else
+        cc_group_units(cc, 0, 1, 0, 1, group);
+    for (int a = 1; a < w->rank; a++)
+        cc_consume(cc, 1, a);
+    return 0;
+}
+
+/* ConvTranspose: W is [Cin, Cout/group, k...]. */
+static int convt_couple(CouplingCtx *cc)
+{
+    const Shape *w = cc_in_shape(cc, 1);
+    int64_t group = node_attr_int(cc_node(cc), "group", 1);
+    cc_produce(cc, 0, 1);
+    if (group == 1) {
+        cc_same(cc, 1, 1, 0, 1);
+        cc_join(cc, 0, 1, 1, 0);
+    } else
+        cc_group_units(cc, 0, 1, 0, 1, group);
+    if (cc_has_input(cc, 2))
+        cc_same(cc, 2, 0, 0, 1);
+    for (int a = 0; a < w->rank; a++)
+        cc_consume(cc, 1, a);
+    return 0;
+}
+
 const OpDef sh_ops_conv[] = {
     {.name = "Conv", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = conv_infer,
      .forward = conv_run, .macs = conv_macs, .scratch = conv_scratch, .backward = conv_op_backward,
-     .bwd_scratch = conv_op_bwd_scratch},
+     .bwd_scratch = conv_op_bwd_scratch,
+     .coupling = conv_couple},
     {.name = "ConvTranspose", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
      .infer = convt_infer, .forward = convt_run, .macs = convt_macs, .scratch = convt_scratch,
-     .backward = conv_transpose_op_backward, .bwd_scratch = conv_transpose_op_bwd_scratch},
+     .backward = conv_transpose_op_backward, .bwd_scratch = conv_transpose_op_bwd_scratch,
+     .coupling = convt_couple},
     {.name = NULL},
 };

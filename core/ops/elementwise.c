@@ -9,6 +9,7 @@
  * naive reference (index arithmetic per element) lives in
  * tests/test_ops_elementwise.c, which holds the two together. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <limits.h>
@@ -922,16 +923,17 @@ static int where_backward(OpCtx *c, Tensor **gout, Tensor **gin)
 
 #define BINARY(op, fn, fl)                                                                     \
     {.name = op, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = fl,            \
-     .infer = fn##_infer, .forward = fn##_forward}
+     .infer = fn##_infer, .forward = fn##_forward, .coupling = couple_pointwise}
 #define BINARY_BWD(op, fn, fl)                                                                 \
     {.name = op, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = fl,            \
-     .infer = fn##_infer, .forward = fn##_forward, .backward = fn##_backward}
+     .infer = fn##_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
+     .coupling = couple_pointwise}
 /* Not OP_INPLACE: Sum(x, y, x) folded into x's buffer would read a
  * changed x at its second use. */
 #define VARIADIC(op, fn, bwd_scratch_fn)                                                       \
     {.name = op, .min_in = 1, .max_in = VARIADIC_MAX_IN, .min_out = 1, .max_out = 1,           \
      .infer = fn##_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
-     .bwd_scratch = bwd_scratch_fn}
+     .bwd_scratch = bwd_scratch_fn, .coupling = couple_pointwise}
 
 /* OP_INPLACE where the output has input 0's type; the executor may only
  * alias when input 0 also has the output's shape (not broadcast). */
@@ -955,8 +957,8 @@ const OpDef sh_ops_elementwise[] = {
     BINARY("Or", or, OP_INPLACE),
     BINARY("Xor", xor, OP_INPLACE),
     {.name = "Not", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = not_infer, .forward = not_forward},
+     .infer = not_infer, .forward = not_forward, .coupling = couple_unary},
     {.name = "Where", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = where_infer,
-     .forward = where_forward, .backward = where_backward},
+     .forward = where_forward, .backward = where_backward, .coupling = couple_pointwise},
     {.name = NULL},
 };

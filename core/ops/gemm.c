@@ -1,5 +1,6 @@
 /* Gemm and MatMul, straight to cblas_sgemm. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <cblas.h>
@@ -318,10 +319,64 @@ static int64_t matmul_macs(const OpCtx *c)
     return m >= 0 && sh_mul_ok(m, k, &m) ? m : -1;
 }
 
+/* ---- channel coupling ---- */
+
+/* Y = op(A) op(B) + C. With a constant B (a Linear layer) Y's columns are
+ * new neurons owned by B's output axis and C; A's features are B's input
+ * axis. Otherwise Y's rows follow A and its columns B. */
+static int gemm_couple(CouplingCtx *cc)
+{
+    const Node *n = cc_node(cc);
+    int ta = node_attr_int(n, "transA", 0) != 0, tb = node_attr_int(n, "transB", 0) != 0;
+    if (cc_in_const(cc, 1))
+        cc_produce(cc, 0, 1);
+    else
+        cc_same(cc, 1, tb ? 0 : 1, 0, 1);
+    cc_same(cc, 1, tb ? 0 : 1, 0, 1);
+    cc_same(cc, 0, ta ? 1 : 0, 0, 0);
+    cc_join(cc, 0, ta ? 0 : 1, 1, tb ? 1 : 0);
+    if (cc_has_input(cc, 2)) {
+        const Shape *s = cc_in_shape(cc, 2);
+        if (s->rank >= 1 && s->d[s->rank - 1] > 1)
+            cc_same(cc, 2, s->rank - 1, 0, 1);
+        for (int a = 0; a < s->rank - 1; a++)
+            cc_consume(cc, 2, a);
+    }
+    return 0;
+}
+
+/* numpy matmul: batch axes broadcast; Y[..., m, n] = A[..., m, k] B[..., k, n]. */
+static int matmul_couple(CouplingCtx *cc)
+{
+    const Shape *a = cc_in_shape(cc, 0), *b = cc_in_shape(cc, 1), *y = cc_out_shape(cc, 0);
+    if (a->rank < 2 || b->rank < 2) {
+        cc_block(cc, "vector operands are not supported for pruning");
+        return 0;
+    }
+    if (cc_in_const(cc, 1) && b->rank == 2) /* a Linear layer's weight */
+        cc_produce(cc, 0, y->rank - 1);
+    cc_same(cc, 1, b->rank - 1, 0, y->rank - 1);
+    cc_same(cc, 0, a->rank - 2, 0, y->rank - 2);
+    cc_join(cc, 0, a->rank - 1, 1, b->rank - 2);
+    for (int i = 0; i < 2; i++) { /* batch axes */
+        const Shape *s = i ? b : a;
+        for (int k = 0; k < s->rank - 2; k++) {
+            int o = k + (y->rank - s->rank);
+            if (s->d[k] == y->d[o] && s->d[k] != 1)
+                cc_same(cc, i, k, 0, o);
+            else
+                cc_consume(cc, i, k);
+        }
+    }
+    return 0;
+}
+
 const OpDef sh_ops_gemm[] = {
     {.name = "Gemm", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = gemm_infer,
-     .forward = gemm_run, .macs = gemm_macs, .backward = gemm_backward},
+     .forward = gemm_run, .macs = gemm_macs, .backward = gemm_backward,
+     .coupling = gemm_couple},
     {.name = "MatMul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = matmul_infer, .forward = matmul_run, .macs = matmul_macs, .backward = matmul_backward},
+     .infer = matmul_infer, .forward = matmul_run, .macs = matmul_macs, .backward = matmul_backward,
+     .coupling = matmul_couple},
     {.name = NULL},
 };

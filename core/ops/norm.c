@@ -3,6 +3,7 @@
  * into a per-channel (or per-row) scale and shift and then makes one fused
  * pass y = x*a + b. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 #include "grad.h"
 #include "kernels_simd.h"
@@ -425,16 +426,67 @@ static int64_t lrn_macs(const OpCtx *c)
     return m >= 0 && sh_mul_ok(m, size, &m) ? m : -1;
 }
 
+/* ---- channel coupling ---- */
+
+/* BatchNormalization and InstanceNormalization are per channel: their
+ * parameters follow axis 1 exactly. */
+static int per_channel_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    for (int a = 0; a < s->rank; a++)
+        cc_same(cc, 0, a, 0, a);
+    for (int i = 1; i < cc_node(cc)->n_in; i++)
+        if (cc_has_input(cc, i))
+            cc_same(cc, i, 0, 0, 1);
+    return 0;
+}
+
+/* LayerNormalization's statistics run over the normalized axes: removing
+ * a channel there changes the others (approximate), and its scale and
+ * bias follow those axes. */
+static int layernorm_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    int axis = shape_axis(node_attr_int(cc_node(cc), "axis", -1), s->rank);
+    for (int a = 0; a < s->rank; a++)
+        cc_same(cc, 0, a, 0, a);
+    for (int a = axis < 0 ? s->rank : axis; a < s->rank; a++)
+        cc_approx(cc, 0, a, "normalizes over these channels");
+    for (int i = 1; i < 3; i++) {
+        if (!cc_has_input(cc, i))
+            continue;
+        const Shape *p = cc_in_shape(cc, i);
+        for (int a = 0; a < p->rank; a++)
+            if (p->d[a] > 1)
+                cc_same(cc, i, a, 0, s->rank - p->rank + a);
+            else
+                cc_consume(cc, i, a);
+    }
+    return 0;
+}
+
+/* LRN sums over neighbouring channels. */
+static int lrn_couple(CouplingCtx *cc)
+{
+    couple_unary(cc);
+    cc_approx(cc, 0, 1, "mixes neighbouring channels");
+    return 0;
+}
+
 const OpDef sh_ops_norm[] = {
     {.name = "BatchNormalization", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 5,
      .infer = bn_infer, .forward = bn_run, .macs = numel_macs, .scratch = bn_scratch,
-     .backward = batchnorm_op_backward, .bwd_scratch = batchnorm_op_bwd_scratch},
+     .backward = batchnorm_op_backward, .bwd_scratch = batchnorm_op_bwd_scratch,
+     .coupling = per_channel_couple},
     {.name = "LayerNormalization", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 3,
      .infer = ln_infer, .forward = ln_run, .macs = numel_macs, .scratch = ln_scratch,
-     .backward = layernorm_op_backward, .bwd_scratch = layernorm_op_bwd_scratch},
+     .backward = layernorm_op_backward, .bwd_scratch = layernorm_op_bwd_scratch,
+     .coupling = layernorm_couple},
     {.name = "InstanceNormalization", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1,
-     .infer = in_infer, .forward = in_run, .macs = numel_macs, .backward = instancenorm_op_backward},
+     .infer = in_infer, .forward = in_run, .macs = numel_macs, .backward = instancenorm_op_backward,
+     .coupling = per_channel_couple},
     {.name = "LRN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = lrn_infer,
-     .forward = lrn_run, .macs = lrn_macs, .scratch = lrn_scratch},
+     .forward = lrn_run, .macs = lrn_macs, .scratch = lrn_scratch,
+     .coupling = lrn_couple},
     {.name = NULL},
 };

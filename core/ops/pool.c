@@ -1,6 +1,7 @@
 /* Pooling: MaxPool (with optional Indices), AveragePool and LpPool over 1
  * to 3 spatial dims, and their Global forms over any spatial rank. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 #include "grad.h"
 #include "kernels.h"
@@ -487,21 +488,41 @@ static int global_max_run(OpCtx *c) { return global_run(c, POOL_MAX); }
 static int global_avg_run(OpCtx *c) { return global_run(c, POOL_AVG); }
 static int global_lp_run(OpCtx *c) { return global_run(c, POOL_LP); }
 
+/* ---- channel coupling ---- */
+
+/* Pools keep batch and channel axes; spatial axes carry no channels. */
+static int pool_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    for (int o = 0; o < cc_node(cc)->n_out; o++)
+        for (int a = 0; a < 2 && a < s->rank; a++)
+            cc_same(cc, 0, a, o, a);
+    for (int a = 2; a < s->rank; a++)
+        cc_consume(cc, 0, a);
+    return 0;
+}
+
 const OpDef sh_ops_pool[] = {
     {.name = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2, .infer = maxpool_infer,
      .forward = maxpool_run_op, .scratch = maxpool_scratch,
-     .backward = maxpool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
+     .backward = maxpool_op_backward, .bwd_scratch = pool_op_bwd_scratch,
+     .coupling = pool_couple},
     {.name = "AveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = avgpool_infer, .forward = avgpool_run_op, .scratch = sumpool_scratch,
-     .backward = avgpool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
+     .backward = avgpool_op_backward, .bwd_scratch = pool_op_bwd_scratch,
+     .coupling = pool_couple},
     {.name = "LpPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = lppool_infer,
      .forward = lppool_run_op, .scratch = sumpool_scratch,
-     .backward = lppool_op_backward, .bwd_scratch = pool_op_bwd_scratch},
+     .backward = lppool_op_backward, .bwd_scratch = pool_op_bwd_scratch,
+     .coupling = pool_couple},
     {.name = "GlobalMaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_max_run, .backward = global_max_op_backward},
+     .infer = global_infer, .forward = global_max_run, .backward = global_max_op_backward,
+     .coupling = pool_couple},
     {.name = "GlobalAveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_avg_run, .backward = global_avg_op_backward},
+     .infer = global_infer, .forward = global_avg_run, .backward = global_avg_op_backward,
+     .coupling = pool_couple},
     {.name = "GlobalLpPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = global_infer, .forward = global_lp_run, .backward = global_lp_op_backward},
+     .infer = global_infer, .forward = global_lp_run, .backward = global_lp_op_backward,
+     .coupling = pool_couple},
     {.name = NULL},
 };

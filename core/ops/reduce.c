@@ -11,6 +11,7 @@
  * row into a row of accumulators (vectorizes across it). Float sums
  * accumulate in double (in scratch) so long reductions stay accurate. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <math.h>
@@ -614,7 +615,59 @@ static int argmin_forward(OpCtx *c) { return arg_forward(c, 0); }
     {.name = op, .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .shape_inputs = 1u << 1, \
      .infer = fn##_infer, .forward = fn##_forward, .macs = with_macs ? reduce_macs : NULL,     \
      .scratch = fn##_scratch, .backward = with_bwd ? fn##_backward : NULL,                     \
-     .bwd_scratch = with_bwd ? fn##_bwd_scratch : NULL}
+     .bwd_scratch = with_bwd ? fn##_bwd_scratch : NULL, .coupling = reduce_couple}
+
+/* ---- channel coupling ---- */
+
+/* Axes a reduction keeps pass their channels on; reducing over channels
+ * mixes them (a decomposed LayerNorm's statistics). */
+static int reduce_couple_axes(CouplingCtx *cc, bool arg)
+{
+    const Node *n = cc_node(cc);
+    const Shape *s = cc_in_shape(cc, 0);
+    bool reduced[SH_MAX_RANK] = {0};
+    int64_t axes[SH_MAX_RANK];
+    int count = -1;
+    if (arg)
+        axes[0] = node_attr_int(n, "axis", 0), count = 1;
+    else if (cc_in_const(cc, 1) && cc_in_const(cc, 1)->numel <= SH_MAX_RANK) {
+        count = (int)cc_in_const(cc, 1)->numel;
+        for (int i = 0; i < count; i++)
+            axes[i] = tensor_get_i(cc_in_const(cc, 1), i);
+    } else {
+        const int64_t *v;
+        count = node_attr_ints(n, "axes", &v);
+        for (int i = 0; i < count && i < SH_MAX_RANK; i++)
+            axes[i] = v[i];
+    }
+    if (count <= 0) /* no axes: everything is reduced */
+        for (int a = 0; a < s->rank; a++)
+            reduced[a] = true;
+    for (int i = 0; i < count && i < SH_MAX_RANK; i++) {
+        int a = shape_axis(axes[i], s->rank);
+        if (a >= 0)
+            reduced[a] = true;
+    }
+    bool keep = node_attr_int(n, "keepdims", 1) != 0;
+    for (int a = 0, o = 0; a < s->rank; a++) {
+        if (!reduced[a]) {
+            cc_same(cc, 0, a, 0, o++);
+            continue;
+        }
+        if (arg)
+            cc_block(cc, "picks one channel by value");
+        else
+            cc_approx(cc, 0, a, "reduces over these channels");
+        o += keep;
+    }
+    if (cc_has_input(cc, 1))
+        cc_consume(cc, 1, 0);
+    return 0;
+}
+
+static int reduce_couple(CouplingCtx *cc) { return reduce_couple_axes(cc, false); }
+
+static int arg_couple(CouplingCtx *cc) { return reduce_couple_axes(cc, true); }
 
 const OpDef sh_ops_reduce[] = {
     REDUCE("ReduceSum", rsum, 1, 1),
@@ -628,8 +681,10 @@ const OpDef sh_ops_reduce[] = {
     REDUCE("ReduceLogSum", rlogsum, 1, 1),
     REDUCE("ReduceLogSumExp", rlogsumexp, 1, 1),
     {.name = "ArgMax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = arg_infer, .forward = argmax_forward},
+     .infer = arg_infer, .forward = argmax_forward,
+     .coupling = arg_couple},
     {.name = "ArgMin", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = arg_infer, .forward = argmin_forward},
+     .infer = arg_infer, .forward = argmin_forward,
+     .coupling = arg_couple},
     {.name = NULL},
 };

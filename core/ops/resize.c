@@ -15,6 +15,7 @@
  * Extrapolated outputs (tf_crop_and_resize) get no gradient through, and
  * roi, scales and sizes get none. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <math.h>
@@ -745,13 +746,30 @@ static int resize_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     return 0;
 }
 
+/* ---- channel coupling ---- */
+
+/* Resizing keeps axes whose size does not change (batch, channels). */
+static int resize_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0), *out = cc_out_shape(cc, 0);
+    for (int a = 0; a < in->rank; a++)
+        if (in->d[a] == out->d[a])
+            cc_same(cc, 0, a, 0, a);
+    for (int i = 1; i < cc_node(cc)->n_in; i++)
+        if (cc_has_input(cc, i))
+            cc_consume(cc, i, 0);
+    return 0;
+}
+
 const OpDef sh_ops_resize[] = {
     /* Input 1 is scales (Upsample, Resize-10) or roi; 2 scales; 3 sizes. */
     {.name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
      .shape_inputs = 0xEu, .infer = resize_infer, .forward = resize_forward,
-     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch},
+     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch,
+     .coupling = resize_couple},
     {.name = "Upsample", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
      .shape_inputs = 1u << 1, .infer = resize_infer, .forward = resize_forward,
-     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch},
+     .scratch = resize_scratch, .backward = resize_backward, .bwd_scratch = resize_scratch,
+     .coupling = resize_couple},
     {.name = NULL},
 };

@@ -9,6 +9,7 @@
  * training Dropout multiplies by the mask it redraws from the step's seed. */
 #include "../data.h"
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <stdbool.h>
@@ -954,33 +955,173 @@ static int repeat_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     return 0;
 }
 
+/* ---- channel coupling ---- */
+
+static int flatten_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    int axis = shape_axis(node_attr_int(cc_node(cc), "axis", 1), s->rank + 1);
+    if (axis < 0)
+        axis = 1;
+    cc_merge_axes(cc, 0, 0, axis, 0, 0);
+    cc_merge_axes(cc, 0, axis, s->rank, 0, 1);
+    return 0;
+}
+
+/* Reshape pairs runs of input and output axes with equal sizes: 1:1 runs
+ * keep channels, n:1 runs merge (a channel owns a block of features),
+ * 1:n runs split (heads: a unit is a block of the inner axes). */
+static int reshape_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0), *out = cc_out_shape(cc, 0);
+    int i = 0, o = 0;
+    cc_consume(cc, 1, 0);
+    while (i < in->rank && o < out->rank) {
+        if (in->d[i] == out->d[o]) { /* equal, including the same symbolic batch */
+            cc_same(cc, 0, i++, 0, o++);
+            continue;
+        }
+        int i1 = i + 1, o1 = o + 1;
+        int64_t pi = in->d[i], po = out->d[o];
+        while (pi != po && pi > 0 && po > 0) {
+            if (pi < po && i1 < in->rank)
+                pi *= in->d[i1++];
+            else if (po < pi && o1 < out->rank)
+                po *= out->d[o1++];
+            else
+                break;
+        }
+        if (pi != po || pi <= 0) {
+            cc_merge_axes(cc, 0, i, in->rank, 0, o); /* blocks channels it cannot follow */
+            return 0;
+        }
+        if (o1 - o == 1)
+            cc_merge_axes(cc, 0, i, i1, 0, o);
+        else if (i1 - i == 1)
+            cc_split_axis(cc, 0, i, 0, o, o1);
+        else
+            cc_merge_axes(cc, 0, i, i1, 0, o); /* n:m, followed only without channels */
+        i = i1;
+        o = o1;
+    }
+    for (; i < in->rank; i++) /* trailing axes of size 1 */
+        cc_consume(cc, 0, i);
+    return 0;
+}
+
+static int transpose_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    const int64_t *perm;
+    int n = node_attr_ints(cc_node(cc), "perm", &perm);
+    for (int k = 0; k < s->rank; k++)
+        cc_same(cc, 0, n == s->rank ? (int)perm[k] : s->rank - 1 - k, 0, k);
+    return 0;
+}
+
+/* The axes a Squeeze removes or an Unsqueeze inserts (attribute before
+ * opset 13, input after); rank is the rank they index. */
+static void listed_axes(CouplingCtx *cc, int rank, bool *mark)
+{
+    const Tensor *t = cc_in_const(cc, 1);
+    const int64_t *v;
+    int n = t ? (int)t->numel : node_attr_ints(cc_node(cc), "axes", &v);
+    for (int k = 0; k < n; k++) {
+        int a = shape_axis(t ? tensor_get_i(t, k) : v[k], rank);
+        if (a >= 0)
+            mark[a] = true;
+    }
+    if (cc_has_input(cc, 1))
+        cc_consume(cc, 1, 0);
+}
+
+static int squeeze_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0);
+    bool gone[SH_MAX_RANK] = {0}, any = false;
+    listed_axes(cc, in->rank, gone);
+    for (int a = 0; a < in->rank; a++)
+        any = any || gone[a];
+    for (int i = 0, o = 0; i < in->rank; i++) {
+        if (gone[i] || (!any && in->d[i] == 1))
+            cc_consume(cc, 0, i);
+        else
+            cc_same(cc, 0, i, 0, o++);
+    }
+    return 0;
+}
+
+static int unsqueeze_couple(CouplingCtx *cc)
+{
+    const Shape *out = cc_out_shape(cc, 0);
+    bool added[SH_MAX_RANK] = {0};
+    listed_axes(cc, out->rank, added);
+    for (int o = 0, i = 0; o < out->rank; o++)
+        if (!added[o])
+            cc_same(cc, 0, i++, 0, o);
+    return 0;
+}
+
+static int shape_couple(CouplingCtx *cc)
+{
+    for (int a = 0; a < cc_in_shape(cc, 0)->rank; a++)
+        cc_consume(cc, 0, a); /* only the size is read */
+    return 0;
+}
+
+/* Expand and Tile: axes whose size does not change keep their channels. */
+static int repeat_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0), *out = cc_out_shape(cc, 0);
+    for (int a = 0; a < in->rank; a++) {
+        int o = a + (out->rank - in->rank);
+        if (o >= 0 && in->d[a] == out->d[o])
+            cc_same(cc, 0, a, 0, o);
+        else if (in->d[a] == 1)
+            cc_consume(cc, 0, a);
+    }
+    cc_consume(cc, 1, 0);
+    return 0;
+}
+
 const OpDef sh_ops_shape[] = {
     {.name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .infer = identity_infer, .forward = alias_forward, .backward = alias_backward},
+     .infer = identity_infer, .forward = alias_forward, .backward = alias_backward,
+     .coupling = couple_unary},
     {.name = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2, .flags = OP_ALIAS,
-     .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward},
+     .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward,
+     .coupling = couple_unary},
     {.name = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
-     .infer = flatten_infer, .forward = alias_forward, .backward = alias_backward},
+     .infer = flatten_infer, .forward = alias_forward, .backward = alias_backward,
+     .coupling = flatten_couple},
     {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
      .shape_inputs = 1u << 1, .infer = reshape_infer, .forward = alias_forward,
-     .backward = alias_backward},
+     .backward = alias_backward,
+     .coupling = reshape_couple},
     {.name = "Squeeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
      .shape_inputs = 1u << 1, .infer = squeeze_infer, .forward = alias_forward,
-     .backward = alias_backward},
+     .backward = alias_backward,
+     .coupling = squeeze_couple},
     {.name = "Unsqueeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .flags = OP_ALIAS,
      .shape_inputs = 1u << 1, .infer = unsqueeze_infer, .forward = alias_forward,
-     .backward = alias_backward},
+     .backward = alias_backward,
+     .coupling = unsqueeze_couple},
     {.name = "Transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-     .infer = transpose_infer, .forward = transpose_forward, .backward = transpose_backward},
+     .infer = transpose_infer, .forward = transpose_forward, .backward = transpose_backward,
+     .coupling = transpose_couple},
     {.name = "Shape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
-     .infer = shape_infer, .forward = shape_forward},
+     .infer = shape_infer, .forward = shape_forward,
+     .coupling = shape_couple},
     {.name = "Size", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_SHAPE_ONLY,
-     .infer = size_infer, .forward = size_forward},
+     .infer = size_infer, .forward = size_forward,
+     .coupling = shape_couple},
     {.name = "Expand", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
      .shape_inputs = 1u << 1, .infer = expand_infer, .forward = repeat_forward,
-     .backward = repeat_backward},
+     .backward = repeat_backward,
+     .coupling = repeat_couple},
     {.name = "Tile", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
      .shape_inputs = 1u << 1, .infer = tile_infer, .forward = repeat_forward,
-     .backward = repeat_backward},
+     .backward = repeat_backward,
+     .coupling = repeat_couple},
     {.name = NULL},
 };

@@ -8,7 +8,11 @@
  * (Gather with repeated indices and reflect/edge Pad add several into one
  * input element); the constant of Pad collects the gradient of the padding. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
+#include "../util.h"
+
+#include <stdlib.h>
 
 #include <stdbool.h>
 #include <string.h>
@@ -1127,23 +1131,167 @@ static int space_to_depth_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     return 0;
 }
 
+/* ---- channel coupling ---- */
+
+/* Other axes than `axis` are the same channels in every input and the
+ * output; along `axis` output index j comes from input k at j - off. */
+static int concat_couple(CouplingCtx *cc)
+{
+    const Shape *out = cc_out_shape(cc, 0);
+    int axis = shape_axis(node_attr_int(cc_node(cc), "axis", 0), out->rank);
+    if (axis < 0 || out->d[axis] < 0)
+        return 0; /* unknown: untouched channels block */
+    int64_t *map = xmalloc(sizeof *map * (size_t)(out->d[axis] + 1)), off = 0;
+    for (int k = 0; k < cc_node(cc)->n_in; k++) {
+        if (!cc_has_input(cc, k))
+            continue;
+        const Shape *s = cc_in_shape(cc, k);
+        for (int a = 0; a < s->rank; a++)
+            if (a != axis)
+                cc_same(cc, k, a, 0, a);
+        for (int64_t j = 0; j < out->d[axis]; j++)
+            map[j] = j >= off && j < off + s->d[axis] ? j - off : -1;
+        cc_map(cc, k, axis, 0, axis, map);
+        off += s->d[axis];
+    }
+    free(map);
+    return 0;
+}
+
+static int split_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0);
+    int axis = shape_axis(node_attr_int(cc_node(cc), "axis", 0), in->rank);
+    if (axis < 0)
+        return 0;
+    int64_t off = 0;
+    for (int k = 0; k < cc_node(cc)->n_out; k++) {
+        if (cc_node(cc)->out[k] < 0)
+            continue;
+        const Shape *o = cc_out_shape(cc, k);
+        for (int a = 0; a < in->rank; a++)
+            if (a != axis)
+                cc_same(cc, 0, a, k, a);
+        int64_t *map = xmalloc(sizeof *map * (size_t)(o->d[axis] + 1));
+        for (int64_t j = 0; j < o->d[axis]; j++)
+            map[j] = off + j;
+        cc_map(cc, 0, axis, k, axis, map);
+        free(map);
+        off += o->d[axis];
+    }
+    if (cc_has_input(cc, 1))
+        cc_consume(cc, 1, 0);
+    return 0;
+}
+
+/* Reads element k of a Slice argument: input `input` (opset 10+) or the
+ * attribute; dflt if absent. */
+static int64_t slice_arg(CouplingCtx *cc, int input, const char *attr, int k, int64_t dflt)
+{
+    const Tensor *t = cc_in_const(cc, input);
+    if (t)
+        return k < t->numel ? tensor_get_i(t, k) : dflt;
+    const int64_t *v;
+    int n = node_attr_ints(cc_node(cc), attr, &v);
+    return k < n ? v[k] : dflt;
+}
+
+/* Output index j of a sliced axis is input index start + j * step. */
+static int slice_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0), *out = cc_out_shape(cc, 0);
+    bool sliced[SH_MAX_RANK] = {0};
+    const Tensor *starts = cc_in_const(cc, 1);
+    int n = starts ? (int)starts->numel : node_attr_ints(cc_node(cc), "starts", &(const int64_t *){0});
+    for (int k = 0; k < n && k < SH_MAX_RANK; k++) {
+        int a = shape_axis(slice_arg(cc, 3, "axes", k, k), in->rank);
+        int64_t d = in->d[a < 0 ? 0 : a], step = slice_arg(cc, 4, "steps", k, 1);
+        if (a < 0 || d < 0 || step == 0 || out->d[a] < 0)
+            continue;
+        int64_t st = slice_arg(cc, 1, "starts", k, 0);
+        st = st < 0 ? st + d : st;
+        st = step > 0 ? (st < 0 ? 0 : st > d ? d : st) : (st < 0 ? 0 : st > d - 1 ? d - 1 : st);
+        int64_t *map = xmalloc(sizeof *map * (size_t)(out->d[a] + 1));
+        for (int64_t j = 0; j < out->d[a]; j++)
+            map[j] = st + j * step;
+        cc_map(cc, 0, a, 0, a, map);
+        free(map);
+        sliced[a] = true;
+    }
+    for (int a = 0; a < in->rank; a++)
+        if (!sliced[a])
+            cc_same(cc, 0, a, 0, a);
+    for (int i = 1; i < 5; i++)
+        if (cc_has_input(cc, i))
+            cc_consume(cc, i, 0);
+    return 0;
+}
+
+/* Gather with constant indices: other axes keep their channels; along the
+ * gathered axis a 1-D index list picks channels, a scalar drops the axis. */
+static int gather_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0);
+    const Tensor *idx = cc_in_const(cc, 1);
+    int axis = shape_axis(node_attr_int(cc_node(cc), "axis", 0), in->rank);
+    if (axis < 0)
+        return 0;
+    int ir = idx ? idx->shape.rank : cc_in_shape(cc, 1)->rank;
+    for (int a = 0; a < in->rank; a++)
+        if (a != axis)
+            cc_same(cc, 0, a, 0, a < axis ? a : a + ir - 1);
+    if (idx && ir == 1) {
+        int64_t *map = xmalloc(sizeof *map * (size_t)(idx->numel + 1));
+        for (int64_t j = 0; j < idx->numel; j++) {
+            int64_t v = tensor_get_i(idx, j);
+            map[j] = v < 0 ? v + in->d[axis] : v;
+        }
+        cc_map(cc, 0, axis, 0, axis, map);
+        free(map);
+    } else if (idx && ir == 0)
+        cc_consume(cc, 0, axis); /* one position of the axis is taken, e.g. a class token */
+    for (int a = 0; a < ir; a++)
+        cc_consume(cc, 1, a);
+    return 0;
+}
+
+/* Axes without padding keep their channels; padding a channel axis would
+ * add channels no producer owns. */
+static int pad_couple(CouplingCtx *cc)
+{
+    const Shape *in = cc_in_shape(cc, 0), *out = cc_out_shape(cc, 0);
+    for (int a = 0; a < in->rank; a++) {
+        if (in->d[a] == out->d[a])
+            cc_same(cc, 0, a, 0, a);
+    }
+    for (int i = 1; i < cc_node(cc)->n_in; i++)
+        if (cc_has_input(cc, i))
+            cc_consume(cc, i, 0);
+    return 0;
+}
+
 const OpDef sh_ops_slicing[] = {
     {.name = "Concat", .min_in = 1, .max_in = 1 << 16, .min_out = 1, .max_out = 1,
-     .infer = concat_infer, .forward = concat_forward, .backward = concat_backward},
+     .infer = concat_infer, .forward = concat_forward, .backward = concat_backward,
+     .coupling = concat_couple},
     {.name = "Split", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 16,
      .shape_inputs = 1u << 1, .infer = split_infer, .forward = split_forward,
-     .backward = split_backward},
+     .backward = split_backward,
+     .coupling = split_couple},
     {.name = "Slice", .min_in = 1, .max_in = 5, .min_out = 1, .max_out = 1,
      .shape_inputs = 0x1Eu, .infer = slice_infer, .forward = slice_forward,
-     .backward = slice_backward},
+     .backward = slice_backward,
+     .coupling = slice_couple},
     {.name = "Gather", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-     .infer = gather_infer, .forward = gather_forward, .backward = gather_backward},
+     .infer = gather_infer, .forward = gather_forward, .backward = gather_backward,
+     .coupling = gather_couple},
     {.name = "GatherElements", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
      .infer = gather_elements_infer, .forward = gather_elements_forward,
      .backward = gather_elements_backward},
     {.name = "Pad", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
      .shape_inputs = 1u << 1, .infer = pad_infer, .forward = pad_forward, .scratch = pad_scratch,
-     .backward = pad_backward, .bwd_scratch = pad_scratch},
+     .backward = pad_backward, .bwd_scratch = pad_scratch,
+     .coupling = pad_couple},
     {.name = "DepthToSpace", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .infer = depth_to_space_infer, .forward = depth_to_space_forward,
      .backward = depth_to_space_backward},

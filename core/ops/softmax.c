@@ -6,6 +6,7 @@
  * 2-D at `axis` (default 1), so n is the whole trailing block and inner = 1.
  * Softmax subtracts the max before exp so large inputs do not overflow. */
 #include "../error.h"
+#include "../depgraph.h"
 #include "../op.h"
 
 #include <math.h>
@@ -283,15 +284,36 @@ static int logsoftmax_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     return softmax_grad(c, gout, gin, LOG_SOFTMAX);
 }
 
+/* ---- channel coupling ---- */
+
+/* Channels pass through; normalizing over a channel axis mixes them. */
+static int softmax_couple(CouplingCtx *cc)
+{
+    const Shape *s = cc_in_shape(cc, 0);
+    int opset = cc_opset(cc);
+    int axis = (int)node_attr_int(cc_node(cc), "axis", opset >= 13 ? -1 : 1);
+    axis = axis < 0 ? axis + s->rank : axis;
+    couple_unary(cc);
+    for (int a = axis; a >= 0 && a < s->rank; a++) {
+        cc_approx(cc, 0, a, "normalizes over these channels");
+        if (opset >= 13)
+            break;
+    }
+    return 0;
+}
+
 const OpDef sh_ops_softmax[] = {
     {.name = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
      .infer = softmax_infer, .forward = softmax_forward, .scratch = softmax_scratch,
-     .backward = softmax_backward, .bwd_scratch = softmax_bwd_scratch},
+     .backward = softmax_backward, .bwd_scratch = softmax_bwd_scratch,
+     .coupling = softmax_couple},
     {.name = "LogSoftmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
      .flags = OP_INPLACE, .infer = softmax_infer, .forward = logsoftmax_forward,
      .scratch = softmax_scratch, .backward = logsoftmax_backward,
-     .bwd_scratch = softmax_bwd_scratch},
+     .bwd_scratch = softmax_bwd_scratch,
+     .coupling = softmax_couple},
     {.name = "Hardmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,
-     .infer = softmax_infer, .forward = hardmax_forward},
+     .infer = softmax_infer, .forward = hardmax_forward,
+     .coupling = softmax_couple},
     {.name = NULL},
 };
