@@ -48,22 +48,14 @@ int cmd_build(Workspace *ws, const Command *c, Out *o)
 /* MACs per node for one sample (batch 1); caller frees. */
 static int per_sample_macs(const Graph *g, int64_t **out)
 {
-    Shape *shapes = xcalloc((size_t)g->n_inputs + 1, sizeof *shapes);
-    ExecPlan *p = NULL;
-    int rc = 0;
-    for (int i = 0; i < g->n_inputs && rc == 0; i++)
-        rc = graph_input_shape(g, i, 1, &shapes[i]);
-    ExecOptions opt = {.shapes_only = true};
-    if (rc == 0)
-        rc = exec_plan(g, shapes, &opt, &p);
-    free(shapes);
-    if (rc < 0)
-        return rc;
+    int64_t total;
     *out = xcalloc((size_t)g->n_nodes + 1, sizeof **out);
-    for (int i = 0; i < g->n_nodes; i++)
-        (*out)[i] = exec_node_macs(p, i);
-    exec_free(p);
-    return 0;
+    int rc = graph_macs(g, *out, &total);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* Float parameters per node; a shared initializer counts at its first reader. */

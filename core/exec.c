@@ -785,6 +785,8 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
         const Node *n = &g->nodes[st->node];
         if (node_aliases(p, n) || st->fused_away) {
             st->out[0]->data = st->in[0]->data;
+            if (p->opt.after_node)
+                p->opt.after_node(p->opt.hook_ctx, n, st->out, n->n_out);
             continue;
         }
         OpCtx c = {.node = n, .opset = g->opset, .n_in = st->n_in, .n_out = n->n_out,
@@ -797,6 +799,8 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
             return rc;
         if (p->opt.profile)
             p->node_seconds[st->node] += now_seconds() - t0;
+        if (p->opt.after_node)
+            p->opt.after_node(p->opt.hook_ctx, n, st->out, n->n_out);
     }
     return 0;
 }
@@ -919,5 +923,28 @@ int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)
     for (int s = p->n_steps - 1; s >= 0; s--)
         if ((rc = backward_step(p, &p->steps[s])) < 0)
             return rc;
+    return 0;
+}
+
+int graph_macs(const Graph *g, int64_t *macs, int64_t *total)
+{
+    Shape *shapes = xcalloc((size_t)g->n_inputs + 1, sizeof *shapes);
+    ExecPlan *p = NULL;
+    int rc = 0;
+    for (int i = 0; i < g->n_inputs && rc == 0; i++)
+        rc = graph_input_shape(g, i, 1, &shapes[i]);
+    ExecOptions opt = {.shapes_only = true};
+    if (rc == 0)
+        rc = exec_plan(g, shapes, &opt, &p);
+    free(shapes);
+    if (rc < 0)
+        return rc;
+    *total = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (macs)
+            macs[i] = exec_node_macs(p, i);
+        *total += exec_node_macs(p, i);
+    }
+    exec_free(p);
     return 0;
 }

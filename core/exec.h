@@ -32,6 +32,10 @@ typedef struct {
      * (BatchNorm running statistics), so a training replica's in-place
      * statistics updates do not touch the model. */
     bool private_consts;
+    /* Called after each node runs with its outputs (verification zeroes
+     * removed channels through it). */
+    void (*after_node)(void *ctx, const Node *n, Tensor **out, int n_out);
+    void *hook_ctx;
 } ExecOptions;
 
 /* Plans g (borrowed: it must outlive the plan and stay unchanged) for the
@@ -80,6 +84,10 @@ int graph_input_shape(const Graph *g, int i, int64_t batch, Shape *out);
  * -d * N) and folds shape arithmetic that does not depend on the batch.
  * Fails naming the node on inconsistent shapes. */
 int graph_prepare(Graph *g);
+
+/* Multiply-accumulates of one sample (batch 1, or the model's fixed
+ * batch), per node into macs (may be NULL) and in total into *total. */
+int graph_macs(const Graph *g, int64_t *macs, int64_t *total);
 
 /* Formats a Value.shape dim ("64", "N", "N*16", "?"). */
 char *dim_str(int64_t d, char *buf, size_t n);

@@ -279,7 +279,8 @@ void node_set_ints(Node *n, const char *name, const int64_t *v, int count)
     a->type = ATTR_INTS;
     a->n = count;
     a->ints = xmalloc((size_t)(count ? count : 1) * sizeof *a->ints);
-    memcpy(a->ints, v, (size_t)count * sizeof *a->ints);
+    if (count > 0)
+        memcpy(a->ints, v, (size_t)count * sizeof *a->ints);
 }
 
 void node_set_floats(Node *n, const char *name, const float *v, int count)
@@ -288,7 +289,8 @@ void node_set_floats(Node *n, const char *name, const float *v, int count)
     a->type = ATTR_FLOATS;
     a->n = count;
     a->floats = xmalloc((size_t)(count ? count : 1) * sizeof *a->floats);
-    memcpy(a->floats, v, (size_t)count * sizeof *a->floats);
+    if (count > 0)
+        memcpy(a->floats, v, (size_t)count * sizeof *a->floats);
 }
 
 void node_set_tensor(Node *n, const char *name, Tensor *t)
@@ -558,7 +560,8 @@ int graph_toposort(Graph *g)
         Node *sorted = xmalloc((size_t)(n ? n : 1) * sizeof *sorted);
         for (int i = 0; i < n; i++)
             sorted[i] = g->nodes[order[i]];
-        memcpy(g->nodes, sorted, (size_t)n * sizeof *sorted);
+        if (n > 0)
+            memcpy(g->nodes, sorted, (size_t)n * sizeof *sorted);
         free(sorted);
     }
     graph_update_producers(g);

@@ -283,6 +283,8 @@ static int ln_run(OpCtx *c)
         return rc;
     if (c->scratch_bytes < (size_t)(2 * l.cols) * sizeof(float) || (l.cols && !c->scratch))
         return op_fail(c, SH_E_STATE, "scratch is too small");
+    if (c->in[0]->numel == 0 || l.cols == 0) /* nothing to normalize (and maybe no scratch) */
+        return 0;
     const Shape *X = &c->in[0]->shape;
     float *scale = c->scratch, *bias = scale + l.cols;
     expand_param(scale, c->in[1], X, l.axis);

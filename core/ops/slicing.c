@@ -961,6 +961,8 @@ static int pad_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     int r = o->rank;
     int64_t begin = pads[r - 1], dim = s->d[r - 1];
     int64_t j0 = begin > 0 ? begin : 0, j1 = begin + dim < o->d[r - 1] ? begin + dim : o->d[r - 1];
+    if (j0 > o->d[r - 1]) /* a crop on the other side can leave nothing copied */
+        j0 = o->d[r - 1];
     if (j1 < j0)
         j1 = j0;
     double fill = 0;
