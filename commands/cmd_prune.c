@@ -1,12 +1,17 @@
-/* Pruning commands: groups (more to come: score, mark, prune, preview,
- * apply). */
+/* Pruning commands: groups, units, mark, unmark, plan, preview, apply,
+ * undo, redo. */
 #include "commands.h"
 
+#include "core/data.h"
 #include "core/depgraph.h"
 #include "core/error.h"
+#include "core/exec.h"
+#include "core/plan.h"
+#include "core/surgery.h"
 #include "core/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void describe_members(const Graph *g, const Group *grp, char *buf, size_t n)
@@ -71,4 +76,415 @@ int cmd_groups(Workspace *ws, const Command *c, Out *o)
     cJSON_AddNumberToObject(o->obj, "build_ms", ms);
     depgraph_free(dg);
     return 0;
+}
+
+/* ---- marks ---- */
+
+static int find_group(Workspace *ws, const char *name, const Group **out)
+{
+    const DepGraph *dg;
+    int rc = ws_groups(ws, &dg);
+    if (rc < 0)
+        return rc;
+    const Group *grp = depgraph_find(dg, name);
+    if (!grp)
+        return sh_fail(SH_E_ARG, "no group '%s' (see: groups)", name);
+    *out = grp;
+    return 0;
+}
+
+/* Parses "3,7,10-12" into flags over n units. */
+static int parse_units(const char *s, int n, bool *sel)
+{
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p)
+            return sh_fail(SH_E_ARG, "units must look like 3,7,10-12, got '%s'", s);
+        if (*end == '-') {
+            p = end + 1;
+            b = strtol(p, &end, 10);
+            if (end == p)
+                return sh_fail(SH_E_ARG, "units must look like 3,7,10-12, got '%s'", s);
+        }
+        if (a < 0 || b >= n || a > b)
+            return sh_fail(SH_E_ARG, "units %ld-%ld are outside 0..%d", a, b, n - 1);
+        for (long u = a; u <= b; u++)
+            sel[u] = true;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return sh_fail(SH_E_ARG, "units must look like 3,7,10-12, got '%s'", s);
+    }
+    return 0;
+}
+
+static const double *group_scores(const Workspace *ws, const Group *grp)
+{
+    return ws->scores ? ws->scores[grp->id] : NULL;
+}
+
+/* Unit indices of grp ordered by ascending score (index order without scores). */
+static int *units_by_score(const Workspace *ws, const Group *grp)
+{
+    int *order = xmalloc(sizeof(int) * (size_t)(grp->n_units + 1));
+    const double *sc = group_scores(ws, grp);
+    for (int u = 0; u < grp->n_units; u++)
+        order[u] = u;
+    for (int i = 1; sc && i < grp->n_units; i++) /* insertion sort: stable, small n */
+        for (int j = i; j > 0 && sc[order[j]] < sc[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    return order;
+}
+
+int cmd_mark(Workspace *ws, const Command *c, Out *o)
+{
+    const Group *grp = NULL;
+    int rc = find_group(ws, cmd_pos(c, 0), &grp);
+    if (rc < 0)
+        return rc;
+    bool *sel = xcalloc((size_t)grp->n_units + 1, sizeof *sel);
+    const char *units = cmd_pos(c, 1);
+    int64_t lowest;
+    double ratio;
+    if ((rc = arg_int(c, "lowest", 0, 0, grp->n_units, &lowest)) < 0 ||
+        (rc = arg_double(c, "ratio", 0, 0, 1, &ratio)) < 0)
+        goto done;
+    if (ratio > 0)
+        lowest = (int64_t)(ratio * grp->n_units + 0.5);
+    if (units && (rc = parse_units(units, grp->n_units, sel)) < 0)
+        goto done;
+    if (lowest > 0) {
+        if (!group_scores(ws, grp)) {
+            rc = sh_fail(SH_E_STATE, "no scores for group '%s' (run: score CRITERION)", grp->name);
+            goto done;
+        }
+        int *order = units_by_score(ws, grp);
+        for (int i = 0; i < lowest; i++)
+            sel[order[i]] = true;
+        free(order);
+    }
+    if (!units && lowest == 0) {
+        rc = sh_fail(SH_E_ARG, "give units (3,7,10-12), lowest=K or ratio=R");
+        goto done;
+    }
+    int marked = 0;
+    for (int u = 0; u < grp->n_units && rc == 0; u++)
+        if (sel[u] && (rc = plan_mark(&ws->plan, grp, u, true)) == 0)
+            marked++;
+    if (rc == 0) {
+        out_text(o, "%s: %d of %d units marked\n", grp->name, plan_marked_in(&ws->plan, grp), grp->n_units);
+        cJSON_AddStringToObject(o->obj, "group", grp->name);
+        cJSON_AddNumberToObject(o->obj, "marked", plan_marked_in(&ws->plan, grp));
+        cJSON_AddNumberToObject(o->obj, "units", grp->n_units);
+    }
+done:
+    free(sel);
+    return rc;
+}
+
+int cmd_unmark(Workspace *ws, const Command *c, Out *o)
+{
+    const char *name = cmd_pos(c, 0);
+    if (!name) {
+        plan_clear(&ws->plan);
+        out_text(o, "all marks cleared\n");
+        return 0;
+    }
+    const Group *grp = NULL;
+    int rc = find_group(ws, name, &grp);
+    if (rc < 0)
+        return rc;
+    bool *sel = xcalloc((size_t)grp->n_units + 1, sizeof *sel);
+    if (cmd_pos(c, 1))
+        rc = parse_units(cmd_pos(c, 1), grp->n_units, sel);
+    else
+        for (int u = 0; u < grp->n_units; u++)
+            sel[u] = true;
+    for (int u = 0; u < grp->n_units && rc == 0; u++)
+        if (sel[u])
+            rc = plan_mark(&ws->plan, grp, u, false);
+    free(sel);
+    if (rc == 0)
+        out_text(o, "%s: %d of %d units marked\n", grp->name, plan_marked_in(&ws->plan, grp), grp->n_units);
+    return rc;
+}
+
+int cmd_units(Workspace *ws, const Command *c, Out *o)
+{
+    const Group *grp = NULL;
+    int rc = find_group(ws, cmd_pos(c, 0), &grp);
+    if (rc < 0)
+        return rc;
+    const char *sort = cmd_get(c, "sort");
+    const double *sc = group_scores(ws, grp);
+    int *order = sort && !strcmp(sort, "index") ? NULL : units_by_score(ws, grp);
+    const PlanEntry *e = plan_entry(&ws->plan, grp, false);
+    out_text(o, "%s: %d units (%s), %s\n", grp->name, grp->n_units, group_kind_name(grp->kind),
+             sc ? ws->score_name : "no scores yet (score CRITERION)");
+    cJSON *arr = cJSON_AddArrayToObject(o->obj, "units");
+    for (int i = 0; i < grp->n_units; i++) {
+        int u = order ? order[i] : i;
+        bool marked = e && e->marked[u];
+        if (sc)
+            out_text(o, "  %4d %s %12.6g\n", u, marked ? "x" : " ", sc[u]);
+        else
+            out_text(o, "  %4d %s\n", u, marked ? "x" : " ");
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddNumberToObject(item, "unit", u);
+        cJSON_AddBoolToObject(item, "marked", marked);
+        if (sc)
+            cJSON_AddNumberToObject(item, "score", sc[u]);
+        cJSON_AddItemToArray(arr, item);
+    }
+    free(order);
+    return 0;
+}
+
+/* ---- plan ---- */
+
+static void show_plan(Workspace *ws, Out *o)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o->obj, "groups");
+    int total = 0;
+    for (int i = 0; i < ws->plan.n; i++) {
+        const PlanEntry *e = &ws->plan.entries[i];
+        int n = 0;
+        char list[512] = "";
+        size_t used = 0;
+        for (int u = 0; u < e->n_units; u++)
+            if (e->marked[u]) {
+                n++;
+                if (used + 16 < sizeof list)
+                    used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", used ? "," : "", u);
+            }
+        if (!n)
+            continue;
+        total += n;
+        out_text(o, "  %-28s %4d of %4d units: %s%s\n", e->group, n, e->n_units, list,
+                 used + 16 >= sizeof list ? ",..." : "");
+        cJSON *g = cJSON_CreateObject();
+        cJSON_AddStringToObject(g, "group", e->group);
+        cJSON_AddNumberToObject(g, "marked", n);
+        cJSON_AddNumberToObject(g, "units", e->n_units);
+        cJSON_AddItemToArray(arr, g);
+    }
+    out_text(o, "plan (%s): %d units marked\n", ws->plan.criterion, total);
+    cJSON_AddNumberToObject(o->obj, "marked", total);
+    cJSON_AddStringToObject(o->obj, "criterion", ws->plan.criterion);
+}
+
+int cmd_plan(Workspace *ws, const Command *c, Out *o)
+{
+    int rc = ws_require_model(ws);
+    const char *verb = cmd_pos(c, 0), *path = cmd_pos(c, 1);
+    bool force;
+    if (rc < 0 || (rc = arg_bool(c, "force", false, &force)) < 0)
+        return rc;
+    if (!verb || !strcmp(verb, "show")) {
+        show_plan(ws, o);
+        return 0;
+    }
+    if (!path)
+        return sh_fail(SH_E_ARG, "plan %s needs a file name", verb);
+    if (!strcmp(verb, "save")) {
+        ws->plan.model_hash = graph_content_hash(ws->model);
+        if ((rc = plan_save(&ws->plan, path, force)) == 0)
+            out_text(o, "wrote %s\n", path);
+        return rc;
+    }
+    if (!strcmp(verb, "load")) {
+        const DepGraph *dg;
+        Plan p;
+        plan_init(&p, 0);
+        if ((rc = ws_groups(ws, &dg)) < 0 || (rc = plan_load(&p, path, graph_content_hash(ws->model))) < 0 ||
+            (rc = plan_check(&p, dg)) < 0) {
+            plan_done(&p);
+            return rc;
+        }
+        plan_done(&ws->plan);
+        ws->plan = p;
+        show_plan(ws, o);
+        return 0;
+    }
+    return sh_fail(SH_E_ARG, "plan takes show, save FILE or load FILE, not '%s'", verb);
+}
+
+/* ---- preview and apply ---- */
+
+static void human_count(double x, char *buf, size_t n)
+{
+    if (x >= 1e6)
+        snprintf(buf, n, "%.2fM", x / 1e6);
+    else if (x >= 1e4)
+        snprintf(buf, n, "%.1fK", x / 1e3);
+    else
+        snprintf(buf, n, "%.0f", x);
+}
+
+static void report_stats(Out *o, const SurgeryStats *st)
+{
+    char pb[32], pa[32], mb[32], ma[32];
+    human_count((double)st->params_before, pb, sizeof pb);
+    human_count((double)st->params_after, pa, sizeof pa);
+    human_count((double)st->macs_before, mb, sizeof mb);
+    human_count((double)st->macs_after, ma, sizeof ma);
+    double pr = st->params_before ? 100.0 * (double)st->params_after / (double)st->params_before : 0;
+    double mr = st->macs_before ? 100.0 * (double)st->macs_after / (double)st->macs_before : 0;
+    out_text(o, "params %s -> %s (%.1f%%), MACs %s -> %s (%.1f%%), predicted speedup %.2fx\n", pb, pa, pr,
+             mb, ma, mr, st->macs_after ? (double)st->macs_before / (double)st->macs_after : 0);
+    cJSON_AddNumberToObject(o->obj, "params_before", (double)st->params_before);
+    cJSON_AddNumberToObject(o->obj, "params_after", (double)st->params_after);
+    cJSON_AddNumberToObject(o->obj, "macs_before", (double)st->macs_before);
+    cJSON_AddNumberToObject(o->obj, "macs_after", (double)st->macs_after);
+    cJSON_AddNumberToObject(o->obj, "units", st->units);
+}
+
+int cmd_preview(Workspace *ws, const Command *c, Out *o)
+{
+    (void)c;
+    const DepGraph *dg;
+    CutList cuts;
+    int rc = ws_groups(ws, &dg);
+    if (rc < 0 || (rc = plan_cuts(&ws->plan, dg, &cuts)) < 0)
+        return rc;
+    if (plan_count(&ws->plan) == 0) {
+        cut_list_done(&cuts);
+        return sh_fail(SH_E_STATE, "nothing is marked (mark GROUP UNITS, or prune ratio=R)");
+    }
+    out_text(o, "slices removed (tensor, axis: removed of size):\n");
+    cJSON *arr = cJSON_AddArrayToObject(o->obj, "slices");
+    for (int i = 0; i < cuts.n; i++) {
+        const Cut *ct = &cuts.cuts[i];
+        if (!ct->removed)
+            continue;
+        const Value *v = &ws->model->values[ct->value];
+        int node = -1;
+        if (ct->param) /* name the layer that reads the parameter */
+            for (int n = 0; n < ws->model->n_nodes && node < 0; n++)
+                for (int k = 0; k < ws->model->nodes[n].n_in; k++)
+                    if (ws->model->nodes[n].in[k] == ct->value)
+                        node = n;
+        out_text(o, "  %-10s %-36.36s axis %d: %4lld of %4lld\n", ct->param ? "parameter" : "activation", v->name,
+                 ct->axis, (long long)ct->removed, (long long)ct->size);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "tensor", v->name);
+        cJSON_AddBoolToObject(e, "param", ct->param);
+        if (node >= 0)
+            cJSON_AddStringToObject(e, "layer", ws->model->nodes[node].name);
+        cJSON_AddNumberToObject(e, "axis", ct->axis);
+        cJSON_AddNumberToObject(e, "removed", (double)ct->removed);
+        cJSON_AddNumberToObject(e, "size", (double)ct->size);
+        cJSON_AddItemToArray(arr, e);
+    }
+    cut_list_done(&cuts);
+    Graph *pruned;
+    SurgeryStats st;
+    if ((rc = surgery_apply(ws->model, dg, &ws->plan, &pruned, &st)) < 0)
+        return rc;
+    graph_free(pruned);
+    report_stats(o, &st);
+    return 0;
+}
+
+/* A seeded probe batch for verification: data if loaded, else random. */
+static Tensor *probe_batch(const Workspace *ws, int64_t rows)
+{
+    Shape s;
+    if (graph_input_shape(ws->model, 0, rows, &s) < 0)
+        return NULL;
+    Tensor *t = tensor_new(SH_F32, &s);
+    if (!t)
+        return NULL;
+    const Dataset *ds = ws->has_test ? &ws->test : ws->has_train ? &ws->train : NULL;
+    if (ds && ds->x.numel >= t->numel) {
+        memcpy(t->data, ds->x.data, tensor_bytes(t));
+        return t;
+    }
+    Xoshiro r;
+    xoshiro_seed(&r, 17);
+    for (int64_t i = 0; i < t->numel; i++)
+        tensor_f32(t)[i] = xoshiro_uniform(&r) * 2 - 1;
+    return t;
+}
+
+static int verify_against(Workspace *ws, const Graph *before, const DepGraph *dg, const Plan *p,
+                          const Graph *after, Out *o)
+{
+    CutList cuts;
+    int rc = plan_cuts(p, dg, &cuts);
+    if (rc < 0)
+        return rc;
+    Tensor *probe = before->n_inputs == 1 && before->values[before->inputs[0]].dtype == SH_F32
+                        ? probe_batch(ws, 8) : NULL;
+    if (!probe) {
+        cut_list_done(&cuts);
+        out_text(o, "verify: skipped (the model's input is not a single float tensor)\n");
+        return 0;
+    }
+    double diff;
+    rc = surgery_verify(before, after, &cuts, &probe, &diff);
+    bool approx = false;
+    for (int i = 0; i < dg->n_groups; i++)
+        if (plan_marked_in(p, &dg->groups[i]) > 0 && dg->groups[i].approximate)
+            approx = true;
+    if (rc == 0) {
+        bool ok = diff <= 1e-4;
+        out_text(o, "verify: max |pruned - original with the removed channels zeroed| = %.3g on a probe batch of 8: %s\n",
+                 diff, ok ? "ok" : approx ? "differs (expected: the plan touches an approximate group)" : "FAILED");
+        cJSON_AddNumberToObject(o->obj, "verify_max_diff", diff);
+        cJSON_AddBoolToObject(o->obj, "verified", ok);
+        if (!ok && !approx)
+            rc = sh_fail(SH_E_STATE, "verification failed: outputs differ by %.3g", diff);
+    }
+    tensor_free(probe);
+    cut_list_done(&cuts);
+    return rc;
+}
+
+int cmd_apply(Workspace *ws, const Command *c, Out *o)
+{
+    (void)c;
+    const DepGraph *dg;
+    int rc = ws_groups(ws, &dg);
+    if (rc < 0)
+        return rc;
+    if (plan_count(&ws->plan) == 0)
+        return sh_fail(SH_E_STATE, "nothing is marked (mark GROUP UNITS, or prune ratio=R)");
+    Graph *pruned;
+    SurgeryStats st;
+    double t0 = now_seconds();
+    if ((rc = surgery_apply(ws->model, dg, &ws->plan, &pruned, &st)) < 0)
+        return rc;
+    double ms = (now_seconds() - t0) * 1e3;
+    if ((rc = verify_against(ws, ws->model, dg, &ws->plan, pruned, o)) < 0) {
+        graph_free(pruned);
+        return rc;
+    }
+    report_stats(o, &st);
+    out_text(o, "applied: %d units from %d groups in %.1f ms (undo restores the model)\n", st.units, st.groups, ms);
+    cJSON_AddNumberToObject(o->obj, "apply_ms", ms);
+    ws_replace_model(ws, pruned);
+    return 0;
+}
+
+int cmd_undo(Workspace *ws, const Command *c, Out *o)
+{
+    (void)c;
+    int rc = ws_undo(ws);
+    if (rc == 0)
+        out_text(o, "undone: %lld parameters\n", (long long)graph_param_count(ws->model));
+    return rc;
+}
+
+int cmd_redo(Workspace *ws, const Command *c, Out *o)
+{
+    (void)c;
+    int rc = ws_redo(ws);
+    if (rc == 0)
+        out_text(o, "redone: %lld parameters\n", (long long)graph_param_count(ws->model));
+    return rc;
 }

@@ -70,6 +70,14 @@ int cmd_data(Workspace *ws, const Command *c, Out *o);
 int cmd_eval(Workspace *ws, const Command *c, Out *o);
 int cmd_train(Workspace *ws, const Command *c, Out *o);
 int cmd_groups(Workspace *ws, const Command *c, Out *o);
+int cmd_units(Workspace *ws, const Command *c, Out *o);
+int cmd_mark(Workspace *ws, const Command *c, Out *o);
+int cmd_unmark(Workspace *ws, const Command *c, Out *o);
+int cmd_plan(Workspace *ws, const Command *c, Out *o);
+int cmd_preview(Workspace *ws, const Command *c, Out *o);
+int cmd_apply(Workspace *ws, const Command *c, Out *o);
+int cmd_undo(Workspace *ws, const Command *c, Out *o);
+int cmd_redo(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
 
 /* Argument helpers: parse a value or fail naming the command and key. */

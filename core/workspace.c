@@ -14,6 +14,7 @@ Workspace *workspace_new(void)
     Workspace *ws = xcalloc(1, sizeof *ws);
     ws->threads = 1;
     ws->batch = 64;
+    plan_init(&ws->plan, 0);
     return ws;
 }
 
@@ -22,6 +23,7 @@ void workspace_free(Workspace *ws)
     if (!ws)
         return;
     graph_free(ws->model);
+    ws->model = NULL;
     graph_free(ws->original);
     free(ws->model_path);
     data_subset_done(&ws->fit);
@@ -32,6 +34,14 @@ void workspace_free(Workspace *ws)
     if (ws->has_test)
         dataset_done(&ws->test);
     free(ws->data_desc);
+    ws_model_changed(ws);
+    plan_done(&ws->plan);
+    for (int i = 0; i < ws->n_undo; i++)
+        graph_free(ws->undo[i]);
+    for (int i = 0; i < ws->n_redo; i++)
+        graph_free(ws->redo[i]);
+    free(ws->undo);
+    free(ws->redo);
     free(ws);
 }
 
@@ -72,10 +82,16 @@ int ws_set_model(Workspace *ws, Graph *g, const char *path)
     graph_free(ws->model);
     graph_free(ws->original);
     free(ws->model_path);
+    for (int i = 0; i < ws->n_undo; i++) /* a new model starts a new history */
+        graph_free(ws->undo[i]);
+    for (int i = 0; i < ws->n_redo; i++)
+        graph_free(ws->redo[i]);
+    ws->n_undo = ws->n_redo = 0;
     ws->model = g;
     ws->original = orig;
     ws->model_path = xstrdup(path);
     ws->dirty = false;
+    ws_model_changed(ws);
     return 0;
 }
 
@@ -147,5 +163,72 @@ int ws_require_data(const Workspace *ws)
 {
     if (!ws->has_train && !ws->has_test)
         return sh_fail(SH_E_STATE, "no data loaded (use: data fashion-mnist split=test)");
+    return 0;
+}
+
+/* ---- pruning state ---- */
+
+void ws_model_changed(Workspace *ws)
+{
+    if (ws->scores && ws->dg)
+        for (int i = 0; i < ws->dg->n_groups; i++)
+            free(ws->scores[i]);
+    free(ws->scores);
+    ws->scores = NULL;
+    free(ws->score_name);
+    ws->score_name = NULL;
+    depgraph_free(ws->dg);
+    ws->dg = NULL;
+    plan_done(&ws->plan);
+    plan_init(&ws->plan, ws->model ? graph_content_hash(ws->model) : 0);
+}
+
+int ws_groups(Workspace *ws, const DepGraph **out)
+{
+    int rc = ws_require_model(ws);
+    if (rc < 0)
+        return rc;
+    if (!ws->dg && (rc = depgraph_build(ws->model, &ws->dg)) < 0)
+        return rc;
+    *out = ws->dg;
+    return 0;
+}
+
+static void push(Graph ***stack, int *n, Graph *g)
+{
+    *stack = xrealloc(*stack, sizeof **stack * (size_t)(*n + 1));
+    (*stack)[(*n)++] = g;
+}
+
+void ws_replace_model(Workspace *ws, Graph *g)
+{
+    push(&ws->undo, &ws->n_undo, ws->model);
+    for (int i = 0; i < ws->n_redo; i++)
+        graph_free(ws->redo[i]);
+    ws->n_redo = 0;
+    ws->model = g;
+    ws->dirty = true;
+    ws_model_changed(ws);
+}
+
+int ws_undo(Workspace *ws)
+{
+    if (ws->n_undo == 0)
+        return sh_fail(SH_E_STATE, "nothing to undo");
+    push(&ws->redo, &ws->n_redo, ws->model);
+    ws->model = ws->undo[--ws->n_undo];
+    ws->dirty = true;
+    ws_model_changed(ws);
+    return 0;
+}
+
+int ws_redo(Workspace *ws)
+{
+    if (ws->n_redo == 0)
+        return sh_fail(SH_E_STATE, "nothing to redo");
+    push(&ws->undo, &ws->n_undo, ws->model);
+    ws->model = ws->redo[--ws->n_redo];
+    ws->dirty = true;
+    ws_model_changed(ws);
     return 0;
 }

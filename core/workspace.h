@@ -4,7 +4,9 @@
 #define SH_WORKSPACE_H
 
 #include "data.h"
+#include "depgraph.h"
 #include "graph.h"
+#include "plan.h"
 
 #include <stdbool.h>
 
@@ -23,6 +25,13 @@ typedef struct Workspace {
     int64_t batch;       /* default batch for eval/run */
     bool keep_going;     /* scripts continue after a failing command */
     bool dirty;          /* model changed since load/save */
+    /* pruning */
+    DepGraph *dg;        /* groups of the current model (built on demand) */
+    Plan plan;           /* marks on the current model */
+    char *score_name;    /* criterion of the scores below */
+    double **scores;     /* per group of dg: one score per unit, or NULL */
+    Graph **undo, **redo;
+    int n_undo, n_redo;
 } Workspace;
 
 Workspace *workspace_new(void);
@@ -43,6 +52,16 @@ int ws_require_data(const Workspace *ws);
 /* The subset named "train" (the fitting part), "val" or "test"; fails
  * naming what is missing. */
 int ws_subset(const Workspace *ws, const char *name, const DataSubset **out);
+
+/* The dependency groups of the current model (built on first use). */
+int ws_groups(Workspace *ws, const DepGraph **out);
+/* Replaces the current model by g (taken), keeping the old one for undo;
+ * plan, groups and scores start over. */
+void ws_replace_model(Workspace *ws, Graph *g);
+int ws_undo(Workspace *ws);
+int ws_redo(Workspace *ws);
+/* Forgets groups, plan and scores (the model changed). */
+void ws_model_changed(Workspace *ws);
 
 /* Refuses float weights that are NaN or infinite, naming the tensor. */
 int graph_check_finite(const Graph *g, const char *origin);

@@ -1,0 +1,48 @@
+/* Surgery: removes a plan's units from a graph, producing a smaller dense
+ * graph — parameters sliced, shape constants (Reshape/Expand targets,
+ * Split sizes) and grouped-conv `group` attributes updated, shapes
+ * re-inferred. And verification: the pruned model must equal the
+ * original with the removed channels zeroed wherever they flow. */
+#ifndef SH_SURGERY_H
+#define SH_SURGERY_H
+
+#include "depgraph.h"
+#include "graph.h"
+#include "plan.h"
+
+#include <stdint.h>
+
+/* What a plan removes from one tensor axis. */
+typedef struct {
+    int value, axis;
+    int64_t size, removed;
+    bool param;
+    bool *mask;   /* size flags: true = removed */
+} Cut;
+
+typedef struct {
+    Cut *cuts;
+    int n;
+} CutList;
+
+/* Every (tensor, axis) the plan cuts, merged over groups. */
+int plan_cuts(const Plan *p, const DepGraph *dg, CutList *out);
+void cut_list_done(CutList *l);
+
+typedef struct {
+    int64_t params_before, params_after;
+    int64_t macs_before, macs_after;
+    int units, groups;
+} SurgeryStats;
+
+/* Applies plan p (checked against dg, the groups of g) to a copy of g;
+ * *out is the pruned graph (g is unchanged). */
+int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out, SurgeryStats *st);
+
+/* Runs pruned and original (with the cut activations zeroed after every
+ * node) on probe (one input per graph input) and returns the max abs
+ * difference of the outputs. */
+int surgery_verify(const Graph *original, const Graph *pruned, const CutList *cuts, Tensor *const *probe,
+                   double *max_diff);
+
+#endif
