@@ -948,3 +948,10 @@ int graph_macs(const Graph *g, int64_t *macs, int64_t *total)
     exec_free(p);
     return 0;
 }
+
+const Tensor *exec_value_grad(const ExecPlan *p, int v)
+{
+    if (!p->grad || !p->needs_grad[v])
+        return NULL;
+    return &p->grad[v];
+}

@@ -53,6 +53,10 @@ void exec_set_seed(ExecPlan *p, uint64_t seed);
  * backward. */
 int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads);
 
+/* dL/dv after exec_backward, or NULL if v carries no gradient (it does
+ * not depend on a parameter). Borrowed. */
+const Tensor *exec_value_grad(const ExecPlan *p, int v);
+
 /* The tensor of value v: shape and dtype always; data after a run while
  * live (graph outputs, known values, and everything with keep_all).
  * Borrowed; valid until the next run or exec_free. */
