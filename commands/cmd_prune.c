@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/exec.h"
 #include "core/plan.h"
+#include "core/prune.h"
 #include "core/surgery.h"
 #include "core/util.h"
 
@@ -349,7 +350,7 @@ int cmd_preview(Workspace *ws, const Command *c, Out *o)
     const DepGraph *dg;
     CutList cuts;
     int rc = ws_groups(ws, &dg);
-    if (rc < 0 || (rc = plan_cuts(&ws->plan, dg, &cuts)) < 0)
+    if (rc < 0 || (rc = plan_cuts(ws->model, &ws->plan, dg, &cuts)) < 0)
         return rc;
     if (plan_count(&ws->plan) == 0) {
         cut_list_done(&cuts);
@@ -359,6 +360,14 @@ int cmd_preview(Workspace *ws, const Command *c, Out *o)
     cJSON *arr = cJSON_AddArrayToObject(o->obj, "slices");
     for (int i = 0; i < cuts.n; i++) {
         const Cut *ct = &cuts.cuts[i];
+        if (ct->bypass >= 0) {
+            out_text(o, "  block      %-36.36s the branch into '%s' goes; the Add passes its skip input on\n",
+                     ws->model->values[ct->value].name, ws->model->nodes[ct->bypass].name);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "block_add", ws->model->nodes[ct->bypass].name);
+            cJSON_AddItemToArray(arr, e);
+            continue;
+        }
         if (!ct->removed)
             continue;
         const Value *v = &ws->model->values[ct->value];
@@ -415,7 +424,7 @@ static int verify_against(Workspace *ws, const Graph *before, const DepGraph *dg
                           const Graph *after, Out *o)
 {
     CutList cuts;
-    int rc = plan_cuts(p, dg, &cuts);
+    int rc = plan_cuts(before, p, dg, &cuts);
     if (rc < 0)
         return rc;
     Tensor *probe = before->n_inputs == 1 && before->values[before->inputs[0]].dtype == SH_F32
@@ -487,4 +496,56 @@ int cmd_redo(Workspace *ws, const Command *c, Out *o)
     if (rc == 0)
         out_text(o, "redone: %lld parameters\n", (long long)graph_param_count(ws->model));
     return rc;
+}
+
+/* ---- prune rules ---- */
+
+/* Runs `score CRITERION` (the same command a user types) so that the
+ * rule ranks by fresh scores. */
+static int rescore(Workspace *ws, const char *criterion, const Command *c, Out *o)
+{
+    char text[256];
+    const char *batches = cmd_get(c, "batches");
+    snprintf(text, sizeof text, "score %s%s%s", criterion, batches ? " batches=" : "", batches ? batches : "");
+    CommandList list;
+    int rc = parse_commands(text, &list);
+    if (rc < 0)
+        return rc;
+    cJSON *saved = o->obj, *obj = cJSON_CreateObject();
+    o->obj = obj;
+    rc = command_run(ws, &list.cmds[0], o);
+    o->obj = saved;
+    cJSON_Delete(obj);
+    command_list_done(&list);
+    return rc;
+}
+
+int cmd_prune(Workspace *ws, const Command *c, Out *o)
+{
+    PruneRule r = {.max_ratio = 0.9, .round_to = 1};
+    int64_t round_to;
+    const char *scope = cmd_get(c, "scope"), *criterion = cmd_get(c, "criterion");
+    const DepGraph *dg;
+    int rc = ws_groups(ws, &dg);
+    if (rc < 0 || (rc = arg_double(c, "ratio", 0, 0, 0.99, &r.ratio)) < 0 ||
+        (rc = arg_double(c, "max", 0.9, 0.01, 0.99, &r.max_ratio)) < 0 ||
+        (rc = arg_double(c, "macs", 0, 0, 1, &r.macs_target)) < 0 ||
+        (rc = arg_int(c, "round_to", 1, 1, 4096, &round_to)) < 0)
+        return rc;
+    if (r.ratio == 0 && r.macs_target == 0)
+        return sh_fail(SH_E_ARG, "give ratio=R (fraction of units) or macs=F (fraction of MACs to keep)");
+    r.round_to = (int)round_to;
+    r.global = scope && !strcmp(scope, "global");
+    r.ignore = cmd_get(c, "ignore");
+    if (criterion && (!ws->score_name || strcmp(ws->score_name, criterion)) &&
+        (rc = rescore(ws, criterion, c, o)) < 0)
+        return rc;
+    if (!ws->scores)
+        return sh_fail(SH_E_STATE, "no scores (give criterion=NAME or run: score NAME)");
+    if ((rc = ws_groups(ws, &dg)) < 0 || (rc = prune_select(ws->model, dg, ws->scores, &r, &ws->plan)) < 0)
+        return rc;
+    free(ws->plan.criterion);
+    ws->plan.criterion = xstrdup(ws->score_name);
+    show_plan(ws, o);
+    return 0;
 }

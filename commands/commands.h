@@ -78,6 +78,7 @@ int cmd_preview(Workspace *ws, const Command *c, Out *o);
 int cmd_apply(Workspace *ws, const Command *c, Out *o);
 int cmd_undo(Workspace *ws, const Command *c, Out *o);
 int cmd_redo(Workspace *ws, const Command *c, Out *o);
+int cmd_prune(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
 
 /* Argument helpers: parse a value or fail naming the command and key. */

@@ -663,6 +663,139 @@ static void build_groups(Builder *b, DepGraph *dg)
     free(info);
 }
 
+/* ---- residual blocks ---- */
+
+/* Marks the nodes on a path from value `from` to node `to` (inclusive):
+ * the ancestors of `to` that descend from `from`. Returns false if `from`
+ * is not an ancestor of `to`. */
+static bool branch_nodes(const Graph *g, int from, int to, bool *in_branch)
+{
+    /* ancestors of `to` */
+    bool *anc = xcalloc((size_t)g->n_nodes + 1, sizeof *anc);
+    anc[to] = true;
+    for (int i = to; i >= 0; i--) {
+        if (!anc[i])
+            continue;
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int v = g->nodes[i].in[k];
+            if (v >= 0 && g->values[v].producer >= 0)
+                anc[g->values[v].producer] = true;
+        }
+    }
+    /* descendants of `from` among them */
+    bool *reach = xcalloc((size_t)g->n_values + 1, sizeof *reach);
+    reach[from] = true;
+    bool found = false;
+    for (int i = 0; i <= to; i++) {
+        bool reads = false;
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            reads = reads || (g->nodes[i].in[k] >= 0 && reach[g->nodes[i].in[k]]);
+        if (!reads)
+            continue;
+        for (int k = 0; k < g->nodes[i].n_out; k++)
+            if (g->nodes[i].out[k] >= 0)
+                reach[g->nodes[i].out[k]] = true;
+        if (anc[i]) {
+            in_branch[i] = true;
+            found = true;
+        }
+    }
+    free(anc);
+    free(reach);
+    return found;
+}
+
+/* A branch can go if nothing outside it reads its values. */
+static bool branch_closed(const Graph *g, const bool *in_branch, int add)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (in_branch[i] || i == add)
+            continue;
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int v = g->nodes[i].in[k];
+            if (v >= 0 && g->values[v].producer >= 0 && in_branch[g->values[v].producer])
+                return false;
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        int p = g->values[g->outputs[k]].producer;
+        if (p >= 0 && in_branch[p])
+            return false;
+    }
+    return true;
+}
+
+int residual_skip_input(const Graph *g, int add)
+{
+    const Node *n = &g->nodes[add];
+    if (strcmp(n->op_type, "Add") || n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0)
+        return -1;
+    const Value *out = &g->values[n->out[0]];
+    for (int skip = 0; skip < 2; skip++) {
+        int s = n->in[skip], b = n->in[1 - skip];
+        const Value *sv = &g->values[s], *bv = &g->values[b];
+        if ((sv->flags & VAL_CONST) || bv->producer < 0 || !shape_eq(&sv->shape, &out->shape) ||
+            !shape_eq(&bv->shape, &out->shape))
+            continue;
+        bool *in_branch = xcalloc((size_t)g->n_nodes + 1, sizeof *in_branch);
+        bool ok = branch_nodes(g, s, bv->producer, in_branch) && branch_closed(g, in_branch, add);
+        free(in_branch);
+        if (ok)
+            return skip;
+    }
+    return -1;
+}
+
+/* The part of a node name before its last '.' or '/' ("block2" of
+ * "block2.add1", "/layers.0" of "/layers.0/Add_1"). */
+static size_t name_prefix(const char *name)
+{
+    const char *dot = strrchr(name, '.'), *slash = strrchr(name, '/');
+    const char *cut = dot > slash ? dot : slash;
+    return cut ? (size_t)(cut - name) : 0;
+}
+
+/* Residual Adds become units; chained Adds sharing a name prefix (a
+ * transformer layer's attention and MLP) are one unit. */
+static void add_block_group(const Graph *g, DepGraph *dg)
+{
+    int *adds = NULL, n_adds = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (residual_skip_input(g, i) >= 0) {
+            adds = xrealloc(adds, sizeof *adds * (size_t)(n_adds + 1));
+            adds[n_adds++] = i;
+        }
+    if (n_adds == 0)
+        return;
+    Group grp = {.id = dg->n_groups, .name = xstrdup("blocks"), .kind = GROUP_BLOCK, .unit_width = 1};
+    grp.block_start = xcalloc((size_t)n_adds + 1, sizeof *grp.block_start);
+    grp.block_adds = xmalloc(sizeof *grp.block_adds * (size_t)n_adds);
+    int units = 0; /* unit units-1 holds block_adds[block_start[units-1] .. block_start[units]) */
+    for (int k = 0; k < n_adds; k++) {
+        const Node *prev = k ? &g->nodes[adds[k - 1]] : NULL, *cur = &g->nodes[adds[k]];
+        int skip = residual_skip_input(g, adds[k]);
+        size_t pl = prev ? name_prefix(prev->name) : 0, cl = name_prefix(cur->name);
+        bool chained = units > 0 && prev && cur->in[skip] == prev->out[0] && pl == cl && pl > 0 &&
+                       !strncmp(prev->name, cur->name, pl) &&
+                       grp.block_start[units] - grp.block_start[units - 1] < 2;
+        if (!chained) {
+            units++;
+            grp.block_start[units] = grp.block_start[units - 1];
+        }
+        grp.block_adds[grp.block_start[units]++] = adds[k];
+    }
+    grp.n_units = units;
+    free(adds);
+    if (grp.n_units < 1) {
+        free(grp.name);
+        free(grp.block_start);
+        free(grp.block_adds);
+        return;
+    }
+    dg->groups = xrealloc(dg->groups, sizeof *dg->groups * (size_t)(dg->n_groups + 1));
+    dg->groups[dg->n_groups++] = grp;
+}
+
 static void builder_done(Builder *b)
 {
     for (int s = 0; s < b->n_spaces; s++)
@@ -692,6 +825,7 @@ int depgraph_build(const Graph *g, DepGraph **out)
     DepGraph *dg = xcalloc(1, sizeof *dg);
     build_groups(&b, dg);
     builder_done(&b);
+    add_block_group(g, dg);
     *out = dg;
     return 0;
 }
@@ -711,6 +845,8 @@ void depgraph_free(DepGraph *dg)
         free(grp->producers);
         free(grp->blocked_reason);
         free(grp->approx_reason);
+        free(grp->block_start);
+        free(grp->block_adds);
     }
     free(dg->groups);
     free(dg);
@@ -723,6 +859,7 @@ const char *group_kind_name(GroupKind k)
     case GROUP_NEURONS: return "neurons";
     case GROUP_HEADS: return "heads";
     case GROUP_WIDTH: return "width";
+    case GROUP_BLOCK: return "blocks";
     }
     return "?";
 }

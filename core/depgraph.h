@@ -19,6 +19,7 @@ typedef enum {
     GROUP_NEURONS,  /* features of a Gemm/MatMul (FFN neurons) */
     GROUP_HEADS,    /* attention heads: a unit is D features of Q, K, V */
     GROUP_WIDTH,    /* the residual stream width (advanced) */
+    GROUP_BLOCK,    /* whole residual blocks / transformer layers */
 } GroupKind;
 
 /* The indices one member tensor loses for each unit of a group. */
@@ -45,12 +46,21 @@ typedef struct {
     char *blocked_reason; /* names the node and op */
     bool approximate;     /* an op mixes the channels (LayerNorm statistics, softmax) */
     char *approx_reason;
+    /* GROUP_BLOCK: unit u bypasses the residual Add nodes
+     * block_adds[block_start[u] .. block_start[u+1]) (each becomes its
+     * skip input: the block turns into identity). */
+    int64_t *block_start;
+    int *block_adds;
 } Group;
 
 typedef struct DepGraph {
     Group *groups;
     int n_groups;
 } DepGraph;
+
+/* For a residual Add node: the input that is the identity skip (0 or 1),
+ * or -1 if the node is not a removable residual block. */
+int residual_skip_input(const Graph *g, int add_node);
 
 /* Builds the groups of a prepared graph (shapes inferred). */
 int depgraph_build(const Graph *g, DepGraph **out);

@@ -2,6 +2,7 @@
 
 #include "error.h"
 #include "exec.h"
+#include "op.h"
 #include "util.h"
 
 #include <math.h>
@@ -18,12 +19,31 @@ static Cut *cut_for(CutList *l, const GroupMember *m)
             return &l->cuts[i];
     l->cuts = xrealloc(l->cuts, sizeof *l->cuts * (size_t)(l->n + 1));
     Cut *c = &l->cuts[l->n++];
-    *c = (Cut){.value = m->value, .axis = m->axis, .size = m->size, .param = m->param};
+    *c = (Cut){.value = m->value, .axis = m->axis, .size = m->size, .param = m->param, .bypass = -1};
     c->mask = xcalloc((size_t)m->size + 1, sizeof *c->mask);
     return c;
 }
 
-int plan_cuts(const Plan *p, const DepGraph *dg, CutList *out)
+/* A removed block's residual Adds, and their branch outputs (zeroed whole
+ * in verification). */
+static void add_block_cuts(const Graph *g, const PlanEntry *e, const Group *grp, CutList *out)
+{
+    if (!grp || grp->kind != GROUP_BLOCK)
+        return;
+    for (int u = 0; u < grp->n_units; u++) {
+        if (!e->marked[u])
+            continue;
+        for (int64_t k = grp->block_start[u]; k < grp->block_start[u + 1]; k++) {
+            int add = grp->block_adds[k], skip = residual_skip_input(g, add);
+            if (skip < 0)
+                continue;
+            out->cuts = xrealloc(out->cuts, sizeof *out->cuts * (size_t)(out->n + 1));
+            out->cuts[out->n++] = (Cut){.value = g->nodes[add].in[1 - skip], .axis = -1, .bypass = add};
+        }
+    }
+}
+
+int plan_cuts(const Graph *g, const Plan *p, const DepGraph *dg, CutList *out)
 {
     memset(out, 0, sizeof *out);
     int rc = plan_check(p, dg);
@@ -47,8 +67,12 @@ int plan_cuts(const Plan *p, const DepGraph *dg, CutList *out)
             }
         }
     }
+    for (int i = 0; i < p->n; i++) /* removed blocks: their branch's output goes */
+        add_block_cuts(g, &p->entries[i], depgraph_find(dg, p->entries[i].group), out);
     for (int i = 0; i < out->n; i++) {
         Cut *c = &out->cuts[i];
+        if (c->axis < 0)
+            continue;
         c->removed = 0;
         for (int64_t k = 0; k < c->size; k++)
             c->removed += c->mask[k];
@@ -187,6 +211,19 @@ static int fix_producer(Graph *g, const Cut *c)
     return 0;
 }
 
+/* The residual Add becomes Identity(skip): the block is gone and its
+ * branch, now unread, is dropped with the dead nodes. */
+static void bypass_add(Graph *g, int add, int branch)
+{
+    Node *n = &g->nodes[add];
+    int skip = n->in[0] == branch ? n->in[1] : n->in[0];
+    free(n->op_type);
+    n->op_type = xstrdup("Identity");
+    n->op = op_find("Identity");
+    n->in[0] = skip;
+    n->n_in = 1;
+}
+
 static int cut_params(Graph *g, const CutList *cuts)
 {
     for (int i = 0; i < cuts->n; i++) {
@@ -210,7 +247,7 @@ int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out
     Graph *c = NULL;
     *out = NULL;
     memset(st, 0, sizeof *st);
-    int rc = plan_cuts(p, dg, &cuts);
+    int rc = plan_cuts(g, p, dg, &cuts);
     if (rc < 0)
         return rc;
     if (!(c = graph_clone(g))) {
@@ -220,8 +257,11 @@ int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out
     if ((rc = cut_params(c, &cuts)) < 0)
         goto done;
     for (int i = 0; i < cuts.n && rc == 0; i++)
-        if (!cuts.cuts[i].param)
+        if (!cuts.cuts[i].param && cuts.cuts[i].axis >= 0)
             rc = fix_producer(c, &cuts.cuts[i]);
+    for (int i = 0; i < cuts.n && rc == 0; i++)
+        if (cuts.cuts[i].bypass >= 0)
+            bypass_add(c, cuts.cuts[i].bypass, cuts.cuts[i].value);
     if (rc < 0)
         goto done;
     graph_prune_dead(c);
@@ -269,7 +309,12 @@ static void zero_cut_channels(void *ctx, const Node *n, Tensor **out, int n_out)
     const CutList *cuts = ctx;
     for (int k = 0; k < n_out; k++)
         for (int i = 0; i < cuts->n; i++)
-            if (!cuts->cuts[i].param && cuts->cuts[i].value == n->out[k] && out[k]->shape.rank > cuts->cuts[i].axis &&
+            if (cuts->cuts[i].axis < 0 && cuts->cuts[i].value == n->out[k] && out[k]->data)
+                memset(out[k]->data, 0, tensor_bytes(out[k]));
+    for (int k = 0; k < n_out; k++)
+        for (int i = 0; i < cuts->n; i++)
+            if (!cuts->cuts[i].param && cuts->cuts[i].axis >= 0 && cuts->cuts[i].value == n->out[k] &&
+                out[k]->shape.rank > cuts->cuts[i].axis &&
                 out[k]->shape.d[cuts->cuts[i].axis] == cuts->cuts[i].size)
                 zero_along(out[k], cuts->cuts[i].axis, cuts->cuts[i].mask);
 }

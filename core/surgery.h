@@ -14,10 +14,11 @@
 
 /* What a plan removes from one tensor axis. */
 typedef struct {
-    int value, axis;
+    int value, axis;  /* axis -1: the whole tensor (a removed block's branch output) */
     int64_t size, removed;
     bool param;
-    bool *mask;   /* size flags: true = removed */
+    bool *mask;       /* size flags: true = removed */
+    int bypass;       /* a removed block: this residual Add becomes its skip input; else -1 */
 } Cut;
 
 typedef struct {
@@ -25,8 +26,9 @@ typedef struct {
     int n;
 } CutList;
 
-/* Every (tensor, axis) the plan cuts, merged over groups. */
-int plan_cuts(const Plan *p, const DepGraph *dg, CutList *out);
+/* Every (tensor, axis) the plan cuts from g, merged over groups, and the
+ * residual blocks it bypasses. */
+int plan_cuts(const Graph *g, const Plan *p, const DepGraph *dg, CutList *out);
 void cut_list_done(CutList *l);
 
 typedef struct {
