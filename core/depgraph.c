@@ -205,6 +205,41 @@ static void fail_rule(CouplingCtx *cc, const char *what)
             block_space(cc->b, space_get(cc->b, cc->n->in[i], a), why);
 }
 
+bool cc_out_has_channels(CouplingCtx *cc, int out, int axis)
+{
+    if (out < 0 || out >= cc->n->n_out || cc->n->out[out] < 0)
+        return false;
+    return has_produced(cc->b, space_get(cc->b, cc->n->out[out], axis));
+}
+
+static bool shape_value_editable(const Graph *g, int v, int64_t k)
+{
+    const Value *val = &g->values[v];
+    if ((val->flags & VAL_CONST) && val->data)
+        return val->data->dtype == SH_I64 && k < val->data->numel;
+    if (val->producer < 0 || strcmp(g->nodes[val->producer].op_type, "Concat"))
+        return false;
+    const Node *n = &g->nodes[val->producer];
+    int64_t off = 0;
+    for (int i = 0; i < n->n_in; i++) {
+        int piece = n->in[i];
+        int64_t len = piece >= 0 && g->values[piece].shape.rank == 1 ? g->values[piece].shape.d[0] : -1;
+        if (len < 0)
+            return false;
+        if (k < off + len)
+            return shape_value_editable(g, piece, k - off);
+        off += len;
+    }
+    return false;
+}
+
+bool cc_shape_element_editable(const CouplingCtx *cc, int in, int64_t k)
+{
+    if (!cc_has_input(cc, in))
+        return false;
+    return shape_value_editable(cc->b->g, cc->n->in[in], k);
+}
+
 void cc_same(CouplingCtx *cc, int in, int in_axis, int out, int out_axis)
 {
     Space *si = in_space(cc, in, in_axis);

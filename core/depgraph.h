@@ -82,6 +82,13 @@ const Shape *cc_out_shape(const CouplingCtx *cc, int i);
 const Tensor *cc_in_const(const CouplingCtx *cc, int i);
 bool cc_has_input(const CouplingCtx *cc, int i);
 
+/* True if output axis carries prunable channels (after the rule's calls). */
+bool cc_out_has_channels(CouplingCtx *cc, int out, int axis);
+/* True if element k of the shape fed to input `in` can be rewritten by
+ * surgery: a constant (or 0 / -1, which follow by themselves), or a
+ * constant piece of a Concat ([batch, dims...] targets). */
+bool cc_shape_element_editable(const CouplingCtx *cc, int in, int64_t k);
+
 /* Output axis takes the input axis's channels index for index (or, if the
  * output axis already has channels, they are unified with the input's:
  * a Conv's weight axis 0 and its produced output channels). */

@@ -87,7 +87,9 @@ int plan_mark(Plan *p, const Group *grp, int unit, bool on)
     PlanEntry *e = plan_entry(p, grp, on);
     if (!e)
         return 0;
-    if (on && !e->marked[unit] && plan_marked_in(p, grp) + 1 >= grp->n_units)
+    /* a layer keeps at least one unit; whole blocks may all go (the model
+     * keeps its stem and head) */
+    if (on && !e->marked[unit] && grp->kind != GROUP_BLOCK && plan_marked_in(p, grp) + 1 >= grp->n_units)
         return sh_fail(SH_E_ARG, "group '%s' must keep at least one of its %d units", grp->name,
                        grp->n_units);
     e->marked[unit] = on;
@@ -120,7 +122,7 @@ int plan_check(const Plan *p, const DepGraph *dg)
         if (grp->n_units != e->n_units)
             return sh_fail(SH_E_STATE, "group '%s' has %d units; the plan was made for %d", grp->name,
                            grp->n_units, e->n_units);
-        if (marked >= grp->n_units)
+        if (marked >= grp->n_units && grp->kind != GROUP_BLOCK)
             return sh_fail(SH_E_STATE, "the plan removes every unit of group '%s'", grp->name);
     }
     return 0;

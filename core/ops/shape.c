@@ -1006,6 +1006,9 @@ static int reshape_couple(CouplingCtx *cc)
     }
     for (; i < in->rank; i++) /* trailing axes of size 1 */
         cc_consume(cc, 0, i);
+    for (int a = 0; a < out->rank; a++) /* surgery must be able to rewrite the target */
+        if (cc_out_has_channels(cc, 0, a) && !cc_shape_element_editable(cc, 1, a))
+            cc_block(cc, "its target shape is computed at run time; shears cannot resize it");
     return 0;
 }
 
@@ -1081,6 +1084,10 @@ static int repeat_couple(CouplingCtx *cc)
             cc_consume(cc, 0, a);
     }
     cc_consume(cc, 1, 0);
+    if (!strcmp(cc_node(cc)->op_type, "Expand"))
+        for (int a = 0; a < out->rank; a++)
+            if (cc_out_has_channels(cc, 0, a) && !cc_shape_element_editable(cc, 1, a))
+                cc_block(cc, "its target shape is computed at run time; shears cannot resize it");
     return 0;
 }
 
