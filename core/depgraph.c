@@ -136,28 +136,34 @@ static Space *space_make(Builder *b, int v, int axis)
     return s;
 }
 
-/* The space of input i's axis; constants get placeholder atoms on first use. */
-static Space *in_space(CouplingCtx *cc, int i, int axis)
+/* Spaces are addressed by index: creating one may move the array, so a
+ * pointer is only taken after every space a rule needs exists. */
+#define SP(b, i) (&(b)->spaces[i])
+
+/* The space of input i's axis (-1 if none); constants get placeholder
+ * atoms on first use. */
+static int in_space(CouplingCtx *cc, int i, int axis)
 {
     const Node *n = cc->n;
-    if (i < 0 || i >= n->n_in || n->in[i] < 0)
-        return NULL;
+    if (i < 0 || i >= n->n_in || n->in[i] < 0 || axis < 0 || axis >= SH_MAX_RANK)
+        return -1;
+    if (i < 64 && axis < 32)
+        cc->touched[i] |= 1u << axis;
     int v = n->in[i];
     Space *s = space_get(cc->b, v, axis);
     if (!s && (cc->b->g->values[v].flags & VAL_CONST) && cc->b->g->values[v].data &&
         cc->b->g->values[v].data->dtype == SH_F32 && (s = space_make(cc->b, v, axis)))
         for (int64_t k = 0; k < s->size; k++)
             s->atom[k] = new_atom(cc->b, ATOM_CONST, -1);
-    if (i < 64 && axis < 32)
-        cc->touched[i] |= 1u << axis;
-    return s;
+    return s ? (int)(s - cc->b->spaces) : -1;
 }
 
-static Space *out_space(CouplingCtx *cc, int o, int axis)
+static int out_space(CouplingCtx *cc, int o, int axis)
 {
     if (o < 0 || o >= cc->n->n_out || cc->n->out[o] < 0)
-        return NULL;
-    return space_make(cc->b, cc->n->out[o], axis);
+        return -1;
+    Space *s = space_make(cc->b, cc->n->out[o], axis);
+    return s ? (int)(s - cc->b->spaces) : -1;
 }
 
 static bool has_produced(const Builder *b, const Space *s)
@@ -242,15 +248,17 @@ bool cc_shape_element_editable(const CouplingCtx *cc, int in, int64_t k)
 
 void cc_same(CouplingCtx *cc, int in, int in_axis, int out, int out_axis)
 {
-    Space *si = in_space(cc, in, in_axis);
-    if (!si)
+    int i = in_space(cc, in, in_axis);
+    if (i < 0)
         return;
-    Space *so = out_space(cc, out, out_axis);
-    if (!so || so->size != si->size) {
+    int o = out_space(cc, out, out_axis);
+    const Space *si = SP(cc->b, i);
+    if (o < 0 || SP(cc->b, o)->size != si->size) {
         if (has_produced(cc->b, si))
             fail_rule(cc, "an output axis that carries channels has an unknown or different size");
         return;
     }
+    Space *so = SP(cc->b, o);
     for (int64_t k = 0; k < si->size; k++) {
         if (so->atom[k] < 0)
             so->atom[k] = si->atom[k];
@@ -261,21 +269,23 @@ void cc_same(CouplingCtx *cc, int in, int in_axis, int out, int out_axis)
 
 void cc_join(CouplingCtx *cc, int in_a, int axis_a, int in_b, int axis_b)
 {
-    Space *a = in_space(cc, in_a, axis_a), *s = in_space(cc, in_b, axis_b);
-    if (!a || !s || a->size != s->size)
+    int ia = in_space(cc, in_a, axis_a), ib = in_space(cc, in_b, axis_b);
+    if (ia < 0 || ib < 0 || SP(cc->b, ia)->size != SP(cc->b, ib)->size)
         return; /* a broadcast operand of size 1 joins nothing */
+    const Space *a = SP(cc->b, ia), *b = SP(cc->b, ib);
     for (int64_t k = 0; k < a->size; k++)
-        unify(cc->b, a->atom[k], s->atom[k]);
+        unify(cc->b, a->atom[k], b->atom[k]);
 }
 
 void cc_produce(CouplingCtx *cc, int out, int out_axis)
 {
-    Space *so = out_space(cc, out, out_axis);
-    if (!so)
+    int o = out_space(cc, out, out_axis);
+    if (o < 0)
         return;
     int first = -1;
-    for (int64_t k = 0; k < so->size; k++) {
+    for (int64_t k = 0; k < SP(cc->b, o)->size; k++) {
         int a = new_atom(cc->b, ATOM_PRODUCED, cc->node_index);
+        Space *so = SP(cc->b, o);
         if (so->atom[k] >= 0)
             unify(cc->b, a, so->atom[k]);
         so->atom[k] = a;
@@ -288,15 +298,17 @@ void cc_produce(CouplingCtx *cc, int out, int out_axis)
 
 void cc_map(CouplingCtx *cc, int in, int in_axis, int out, int out_axis, const int64_t *map)
 {
-    Space *si = in_space(cc, in, in_axis);
-    if (!si)
+    int i = in_space(cc, in, in_axis);
+    if (i < 0)
         return;
-    Space *so = out_space(cc, out, out_axis);
-    if (!so) {
+    int o = out_space(cc, out, out_axis);
+    const Space *si = SP(cc->b, i);
+    if (o < 0) {
         if (has_produced(cc->b, si))
             fail_rule(cc, "an output axis that carries channels has an unknown size");
         return;
     }
+    Space *so = SP(cc->b, o);
     for (int64_t j = 0; j < so->size; j++) {
         if (map[j] < 0 || map[j] >= si->size)
             continue;
@@ -310,15 +322,17 @@ void cc_map(CouplingCtx *cc, int in, int in_axis, int out, int out_axis, const i
 
 void cc_merge_blocks(CouplingCtx *cc, int in, int in_axis, int64_t width, int out, int out_axis)
 {
-    Space *si = in_space(cc, in, in_axis);
-    if (!si || width < 1 || si->size % width)
+    int i = in_space(cc, in, in_axis);
+    if (i < 0 || width < 1 || SP(cc->b, i)->size % width)
         return;
-    for (int64_t k = 0; k < si->size; k++)
+    for (int64_t k = 0; k < SP(cc->b, i)->size; k++)
         if (k % width)
-            unify(cc->b, si->atom[k - k % width], si->atom[k]);
-    Space *so = out_space(cc, out, out_axis);
-    if (!so || so->size != si->size / width)
+            unify(cc->b, SP(cc->b, i)->atom[k - k % width], SP(cc->b, i)->atom[k]);
+    int o = out_space(cc, out, out_axis);
+    const Space *si = SP(cc->b, i);
+    if (o < 0 || SP(cc->b, o)->size != si->size / width)
         return;
+    Space *so = SP(cc->b, o);
     for (int64_t j = 0; j < so->size; j++) {
         if (so->atom[j] < 0)
             so->atom[j] = si->atom[j * width];
@@ -329,9 +343,10 @@ void cc_merge_blocks(CouplingCtx *cc, int in, int in_axis, int64_t width, int ou
 
 void cc_group_units(CouplingCtx *cc, int in, int in_axis, int out, int out_axis, int64_t n)
 {
-    Space *si = in_space(cc, in, in_axis), *so = out_space(cc, out, out_axis);
-    if (!si || !so || n < 1 || si->size % n || so->size % n)
+    int i = in_space(cc, in, in_axis), o = out_space(cc, out, out_axis);
+    if (i < 0 || o < 0 || n < 1 || SP(cc->b, i)->size % n || SP(cc->b, o)->size % n)
         return;
+    const Space *si = SP(cc->b, i), *so = SP(cc->b, o);
     int64_t wi = si->size / n, wo = so->size / n;
     for (int64_t gi = 0; gi < n; gi++) {
         int root = si->atom[gi * wi] >= 0 ? si->atom[gi * wi] : so->atom[gi * wo];
@@ -346,7 +361,8 @@ void cc_consume(CouplingCtx *cc, int in, int in_axis) { (void)in_space(cc, in, i
 
 void cc_approx(CouplingCtx *cc, int in, int in_axis, const char *why)
 {
-    Space *s = in_space(cc, in, in_axis);
+    int i = in_space(cc, in, in_axis);
+    const Space *s = i >= 0 ? SP(cc->b, i) : NULL;
     char text[512];
     snprintf(text, sizeof text, "node '%s' (%s) %s", cc->n->name, cc->n->op_type, why);
     int r = add_reason(cc->b, text);
@@ -362,9 +378,9 @@ void cc_merge_axes(CouplingCtx *cc, int in, int a0, int a1, int out, int out_axi
     const Shape *s = cc_in_shape(cc, in);
     int carrier = -1;
     for (int a = a0; a < a1; a++) {
-        Space *sp = space_get(cc->b, cc->n->in[in], a);
-        cc_consume(cc, in, a);
-        if (sp && has_produced(cc->b, sp)) {
+        bool carries = has_produced(cc->b, space_get(cc->b, cc->n->in[in], a));
+        cc_consume(cc, in, a); /* may create spaces: no pointer is held across it */
+        if (carries) {
             if (carrier >= 0) {
                 cc_block(cc, "merges two axes that both carry channels");
                 return;
@@ -587,7 +603,8 @@ static Entry *collect_entries(Builder *b, RootInfo *info, int *n_groups, int64_t
             }
             e[n++] = (Entry){.group = r->index, .space = s, .unit = unit_of[u], .index = k};
         }
-    qsort(e, (size_t)n, sizeof *e, cmp_entry);
+    if (n > 0)
+        qsort(e, (size_t)n, sizeof *e, cmp_entry);
     free(unit_of);
     *n_groups = ng;
     *n_entries = n;
