@@ -454,12 +454,73 @@ static int verify_against(Workspace *ws, const Graph *before, const DepGraph *dg
     return rc;
 }
 
+/* Calibration batches for bias compensation: the fitting part of the
+ * training split (else the test split), first n_batches x 64 samples. */
+static int calibration_batches(const Workspace *ws, int n_batches, Tensor ***out, int *count)
+{
+    const Dataset *ds = ws->has_train ? &ws->train : ws->has_test ? &ws->test : NULL;
+    *out = NULL;
+    *count = 0;
+    if (!ds || ws->model->n_inputs != 1)
+        return 0;
+    Tensor **b = xcalloc((size_t)n_batches + 1, sizeof *b);
+    for (int i = 0; i < n_batches; i++) {
+        Shape s;
+        if (graph_input_shape(ws->model, 0, 64, &s) < 0)
+            break;
+        int64_t rows = s.d[0], per = shape_numel(&s) / (rows ? rows : 1);
+        if ((i + 1) * rows > ds->n || per != ds->c * ds->h * ds->w)
+            break;
+        b[i] = tensor_new(SH_F32, &s);
+        memcpy(b[i]->data, tensor_f32(&ds->x) + i * rows * per, tensor_bytes(b[i]));
+        *count = i + 1;
+    }
+    *out = b;
+    return 0;
+}
+
+/* The pruned model with bias compensation, replacing *pruned. */
+static int compensated(Workspace *ws, const DepGraph *dg, int n_batches, Graph **pruned, Out *o)
+{
+    Tensor **batches;
+    int n;
+    CutList cuts;
+    calibration_batches(ws, n_batches, &batches, &n);
+    if (n == 0) {
+        free(batches);
+        out_text(o, "bias compensation: skipped (no data loaded)\n");
+        return 0;
+    }
+    ChannelMeans means;
+    int rc = plan_cuts(ws->model, &ws->plan, dg, &cuts);
+    if (rc == 0)
+        rc = channel_means(ws->model, &cuts, batches, n, &means);
+    Graph *comp = NULL;
+    SurgeryStats st;
+    if (rc == 0 && (rc = surgery_apply_compensated(ws->model, dg, &ws->plan, &means, &comp, &st)) == 0) {
+        graph_free(*pruned);
+        *pruned = comp;
+        out_text(o, "bias compensation: %d consumers took the mean contribution of removed channels (%d calibration batches)\n",
+                 means.consumers, n);
+        cJSON_AddNumberToObject(o->obj, "compensated_consumers", means.consumers);
+    }
+    if (rc == 0)
+        channel_means_done(&means);
+    cut_list_done(&cuts);
+    for (int i = 0; i < n; i++)
+        tensor_free(batches[i]);
+    free(batches);
+    return rc;
+}
+
 int cmd_apply(Workspace *ws, const Command *c, Out *o)
 {
-    (void)c;
     const DepGraph *dg;
+    bool comp;
+    int64_t batches;
     int rc = ws_groups(ws, &dg);
-    if (rc < 0)
+    if (rc < 0 || (rc = arg_bool(c, "compensate", true, &comp)) < 0 ||
+        (rc = arg_int(c, "batches", 4, 1, 1000, &batches)) < 0)
         return rc;
     if (plan_count(&ws->plan) == 0)
         return sh_fail(SH_E_STATE, "nothing is marked (mark GROUP UNITS, or prune ratio=R)");
@@ -469,7 +530,9 @@ int cmd_apply(Workspace *ws, const Command *c, Out *o)
     if ((rc = surgery_apply(ws->model, dg, &ws->plan, &pruned, &st)) < 0)
         return rc;
     double ms = (now_seconds() - t0) * 1e3;
-    if ((rc = verify_against(ws, ws->model, dg, &ws->plan, pruned, o)) < 0) {
+    /* verification holds for the plain cut; compensation then shifts biases */
+    if ((rc = verify_against(ws, ws->model, dg, &ws->plan, pruned, o)) < 0 ||
+        (comp && (rc = compensated(ws, dg, (int)batches, &pruned, o)) < 0)) {
         graph_free(pruned);
         return rc;
     }

@@ -241,7 +241,231 @@ static int cut_params(Graph *g, const CutList *cuts)
     return 0;
 }
 
+/* ---- bias compensation ---- */
+
+/* How a node consumes a cut weight: the activation it multiplies (and its
+ * channel axis) and its output channel axis. */
+typedef struct {
+    int node, act, act_axis, out_axis;
+} Consumer;
+
+static bool consumer_of(const Graph *g, const Cut *c, int node, Consumer *out)
+{
+    const Node *n = &g->nodes[node];
+    if (n->n_in < 2 || n->in[1] != c->value || !c->param || n->in[0] < 0)
+        return false;
+    int rank = g->values[n->in[0]].shape.rank;
+    *out = (Consumer){.node = node, .act = n->in[0]};
+    if (!strcmp(n->op_type, "Conv") && node_attr_int(n, "group", 1) == 1 && c->axis == 1) {
+        out->act_axis = out->out_axis = 1;
+        return true;
+    }
+    if (!strcmp(n->op_type, "Gemm") && !node_attr_int(n, "transA", 0) &&
+        c->axis == (node_attr_int(n, "transB", 0) ? 1 : 0)) {
+        out->act_axis = out->out_axis = 1;
+        return true;
+    }
+    if (!strcmp(n->op_type, "MatMul") && c->axis == 0 && g->values[c->value].data->shape.rank == 2 && rank >= 2) {
+        out->act_axis = rank - 1;
+        out->out_axis = g->values[n->out[0]].shape.rank - 1;
+        return true;
+    }
+    return false;
+}
+
+static ChannelMean *mean_of(ChannelMeans *m, int value, int axis)
+{
+    for (int i = 0; i < m->n; i++)
+        if (m->m[i].value == value && m->m[i].axis == axis)
+            return &m->m[i];
+    return NULL;
+}
+
+/* Adds one batch's channel means of out's value to cm. */
+static void add_batch_means(ChannelMean *cm, const Tensor *out)
+{
+    int64_t outer = shape_prod(&out->shape, 0, cm->axis);
+    int64_t inner = shape_prod(&out->shape, cm->axis + 1, out->shape.rank);
+    double scale = 1.0 / (double)(outer * inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t c = 0; c < cm->size; c++) {
+            const float *x = tensor_f32(out) + (o * cm->size + c) * inner;
+            double sum = 0;
+            for (int64_t j = 0; j < inner; j++)
+                sum += x[j];
+            cm->mean[c] += sum * scale;
+        }
+}
+
+static void accumulate_means(void *ctx, const Node *n, Tensor **out, int n_out)
+{
+    ChannelMeans *m = ctx;
+    for (int k = 0; k < n_out; k++)
+        for (int i = 0; i < m->n; i++) {
+            ChannelMean *cm = &m->m[i];
+            if (cm->value == n->out[k] && out[k]->data && out[k]->dtype == SH_F32 &&
+                out[k]->shape.d[cm->axis] == cm->size)
+                add_batch_means(cm, out[k]);
+        }
+}
+
+int channel_means(const Graph *g, const CutList *cuts, Tensor **batches, int n_batches, ChannelMeans *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < cuts->n; i++)
+        for (int node = 0; node < g->n_nodes; node++) {
+            Consumer c;
+            if (!consumer_of(g, &cuts->cuts[i], node, &c) || mean_of(out, c.act, c.act_axis))
+                continue;
+            out->m = xrealloc(out->m, sizeof *out->m * (size_t)(out->n + 1));
+            int64_t size = g->values[c.act].shape.d[c.act_axis];
+            out->m[out->n++] = (ChannelMean){.value = c.act, .axis = c.act_axis, .size = size,
+                                             .mean = xcalloc((size_t)size + 1, sizeof(double))};
+        }
+    if (!out->n || n_batches < 1)
+        return 0;
+    ExecOptions opt = {.no_fusion = true, .after_node = accumulate_means, .hook_ctx = out};
+    ExecPlan *plan = NULL;
+    int rc = 0;
+    for (int b = 0; b < n_batches && rc == 0; b++) {
+        Shape s[16];
+        for (int i = 0; i < g->n_inputs && i < 16; i++)
+            s[i] = batches[b * g->n_inputs + i]->shape;
+        if (!plan && (rc = exec_plan(g, s, &opt, &plan)) < 0)
+            break;
+        rc = exec_run(plan, &batches[b * g->n_inputs]);
+    }
+    exec_free(plan);
+    for (int i = 0; i < out->n; i++)
+        for (int64_t c = 0; c < out->m[i].size; c++)
+            out->m[i].mean[c] /= n_batches;
+    return rc;
+}
+
+void channel_means_done(ChannelMeans *m)
+{
+    for (int i = 0; i < m->n; i++)
+        free(m->m[i].mean);
+    free(m->m);
+    memset(m, 0, sizeof *m);
+}
+
+/* comp[j] = sum over removed input channels c of mean_c * (the weights
+ * from c to output j, summed over the kernel). */
+static double *compensation(const Graph *g, const Consumer *c, const Cut *cut, const ChannelMean *cm,
+                            int64_t *n_out)
+{
+    const Node *n = &g->nodes[c->node];
+    const Tensor *w = g->values[cut->value].data;
+    int64_t outs, ins = cut->size, per = 1;
+    bool rows_out; /* W's rows are outputs (Conv, Gemm transB) */
+    if (!strcmp(n->op_type, "Conv")) {
+        outs = w->shape.d[0];
+        per = w->numel / (outs * ins);
+        rows_out = true;
+    } else if (!strcmp(n->op_type, "Gemm") && node_attr_int(n, "transB", 0)) {
+        outs = w->shape.d[0];
+        rows_out = true;
+    } else {
+        outs = w->shape.d[1];
+        rows_out = false;
+    }
+    double *comp = xcalloc((size_t)outs + 1, sizeof *comp);
+    const float *wd = tensor_f32(w);
+    for (int64_t ch = 0; ch < ins; ch++) {
+        if (!cut->mask[ch] || cm->mean[ch] == 0)
+            continue;
+        for (int64_t o = 0; o < outs; o++) {
+            double sum = 0;
+            for (int64_t k = 0; k < per; k++)
+                sum += rows_out ? wd[(o * ins + ch) * per + k] : wd[ch * outs + o];
+            comp[o] += cm->mean[ch] * sum;
+        }
+    }
+    *n_out = outs;
+    return comp;
+}
+
+/* The bias a consumer's output gets: its own (Conv B, Gemm C) or the
+ * constant of the Add that follows a MatMul; created for Conv/Gemm. */
+static int bias_value(Graph *c, int node, int64_t size, bool *created)
+{
+    Node *n = &c->nodes[node];
+    *created = false;
+    if (!strcmp(n->op_type, "MatMul")) {
+        int out = n->out[0];
+        for (int i = 0; i < c->n_nodes; i++) {
+            const Node *a = &c->nodes[i];
+            if (strcmp(a->op_type, "Add") || a->n_in != 2 || graph_use_count(c, out) != 1)
+                continue;
+            int other = a->in[0] == out ? a->in[1] : a->in[1] == out ? a->in[0] : -1;
+            if (other >= 0 && (c->values[other].flags & VAL_CONST) && c->values[other].data->numel == size)
+                return other;
+        }
+        return -1;
+    }
+    int slot = 2;
+    if (n->n_in > slot && n->in[slot] >= 0) {
+        const Tensor *b = c->values[n->in[slot]].data;
+        return b && b->dtype == SH_F32 && b->numel == size ? n->in[slot] : -1;
+    }
+    if (!strcmp(n->op_type, "Gemm") && node_attr_float(n, "beta", 1.0f) != 1.0f)
+        return -1;
+    Shape s = shape_of(1, size);
+    char name[300];
+    snprintf(name, sizeof name, "%.250s.compensation", n->name);
+    int v = graph_new_value(c, name);
+    graph_add_const(c, c->values[v].name, tensor_new(SH_F32, &s));
+    n->in = xrealloc(n->in, sizeof(int) * 3);
+    n->in[2] = v;
+    n->n_in = 3;
+    *created = true;
+    return v;
+}
+
+/* Folds every removed channel's mean contribution into its consumers'
+ * biases (on the copy c, from the unsliced weights of g). */
+static int compensate(const Graph *g, Graph *c, const CutList *cuts, ChannelMeans *means)
+{
+    means->consumers = 0;
+    for (int i = 0; i < cuts->n; i++) {
+        const Cut *cut = &cuts->cuts[i];
+        for (int node = 0; cut->param && cut->removed && node < g->n_nodes; node++) {
+            Consumer con;
+            ChannelMean *cm;
+            if (!consumer_of(g, cut, node, &con) || !(cm = mean_of(means, con.act, con.act_axis)))
+                continue;
+            int64_t outs;
+            double *comp = compensation(g, &con, cut, cm, &outs);
+            bool created;
+            int b = bias_value(c, node, outs, &created);
+            if (b >= 0) {
+                float *bd = tensor_f32(c->values[b].data);
+                for (int64_t o = 0; o < outs; o++)
+                    bd[o] += (float)comp[o];
+                means->consumers++;
+                for (int k = 0; created && k < cuts->n; k++) { /* a new bias follows its output's cut */
+                    const Cut *oc = &cuts->cuts[k];
+                    if (oc->value == c->nodes[node].out[0] && oc->axis == con.out_axis && oc->removed) {
+                        Tensor *t = slice_tensor(c->values[b].data, 0, oc->mask, oc->removed);
+                        tensor_free(c->values[b].data);
+                        c->values[b].data = t;
+                    }
+                }
+            }
+            free(comp);
+        }
+    }
+    return 0;
+}
+
 int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out, SurgeryStats *st)
+{
+    return surgery_apply_compensated(g, dg, p, NULL, out, st);
+}
+
+int surgery_apply_compensated(const Graph *g, const DepGraph *dg, const Plan *p, ChannelMeans *comp,
+                              Graph **out, SurgeryStats *st)
 {
     CutList cuts;
     Graph *c = NULL;
@@ -254,6 +478,8 @@ int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out
         rc = sh_fail(SH_E_NOMEM, "out of memory copying the model");
         goto done;
     }
+    if (comp && (rc = compensate(g, c, &cuts, comp)) < 0)
+        goto done;
     if ((rc = cut_params(c, &cuts)) < 0)
         goto done;
     for (int i = 0; i < cuts.n && rc == 0; i++)

@@ -37,9 +37,34 @@ typedef struct {
     int units, groups;
 } SurgeryStats;
 
+/* Bias compensation: the mean of every channel of the activations that
+ * consumers (Conv, Gemm, MatMul weights) read, measured on calibration
+ * data. Where a removed channel's activation is not zero on average (BN
+ * beta through ReLU, say), its mean contribution W[:, c] * mean_c is
+ * folded into the consumer's bias. */
+typedef struct {
+    int value, axis;
+    int64_t size;
+    double *mean;
+} ChannelMean;
+
+typedef struct {
+    ChannelMean *m;
+    int n;
+    int consumers; /* filled by surgery_apply: consumers compensated */
+} ChannelMeans;
+
+/* Means of the inputs of every consumer the plan cuts into, over the
+ * given input batches (each one tensor per graph input). */
+int channel_means(const Graph *g, const CutList *cuts, Tensor **batches, int n_batches, ChannelMeans *out);
+void channel_means_done(ChannelMeans *m);
+
 /* Applies plan p (checked against dg, the groups of g) to a copy of g;
- * *out is the pruned graph (g is unchanged). */
+ * *out is the pruned graph (g is unchanged). With comp (may be NULL), the
+ * removed channels' mean contributions go into the consumers' biases. */
 int surgery_apply(const Graph *g, const DepGraph *dg, const Plan *p, Graph **out, SurgeryStats *st);
+int surgery_apply_compensated(const Graph *g, const DepGraph *dg, const Plan *p, ChannelMeans *comp,
+                              Graph **out, SurgeryStats *st);
 
 /* Runs pruned and original (with the cut activations zeroed after every
  * node) on probe (one input per graph input) and returns the max abs

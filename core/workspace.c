@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void drop_history(Graph **stack, Plan *plans, int *n);
+
 Workspace *workspace_new(void)
 {
     Workspace *ws = xcalloc(1, sizeof *ws);
@@ -36,12 +38,12 @@ void workspace_free(Workspace *ws)
     free(ws->data_desc);
     ws_model_changed(ws);
     plan_done(&ws->plan);
-    for (int i = 0; i < ws->n_undo; i++)
-        graph_free(ws->undo[i]);
-    for (int i = 0; i < ws->n_redo; i++)
-        graph_free(ws->redo[i]);
+    drop_history(ws->undo, ws->undo_plan, &ws->n_undo);
+    drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
     free(ws->undo);
     free(ws->redo);
+    free(ws->undo_plan);
+    free(ws->redo_plan);
     free(ws);
 }
 
@@ -82,11 +84,8 @@ int ws_set_model(Workspace *ws, Graph *g, const char *path)
     graph_free(ws->model);
     graph_free(ws->original);
     free(ws->model_path);
-    for (int i = 0; i < ws->n_undo; i++) /* a new model starts a new history */
-        graph_free(ws->undo[i]);
-    for (int i = 0; i < ws->n_redo; i++)
-        graph_free(ws->redo[i]);
-    ws->n_undo = ws->n_redo = 0;
+    drop_history(ws->undo, ws->undo_plan, &ws->n_undo); /* a new model starts a new history */
+    drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
     ws->model = g;
     ws->original = orig;
     ws->model_path = xstrdup(path);
@@ -194,31 +193,52 @@ int ws_groups(Workspace *ws, const DepGraph **out)
     return 0;
 }
 
-static void push(Graph ***stack, int *n, Graph *g)
+static void push(Graph ***stack, Plan **plans, int *n, Graph *g, Plan *plan)
 {
     *stack = xrealloc(*stack, sizeof **stack * (size_t)(*n + 1));
-    (*stack)[(*n)++] = g;
+    *plans = xrealloc(*plans, sizeof **plans * (size_t)(*n + 1));
+    (*stack)[*n] = g;
+    (*plans)[*n] = *plan; /* taken */
+    (*n)++;
+}
+
+static void drop_history(Graph **stack, Plan *plans, int *n)
+{
+    for (int i = 0; i < *n; i++) {
+        graph_free(stack[i]);
+        plan_done(&plans[i]);
+    }
+    *n = 0;
+}
+
+/* Makes g current with plan (taken), forgetting groups and scores. */
+static void become(Workspace *ws, Graph *g, Plan *plan)
+{
+    ws->model = g;
+    ws->dirty = true;
+    ws_model_changed(ws);
+    plan_done(&ws->plan);
+    ws->plan = *plan;
 }
 
 void ws_replace_model(Workspace *ws, Graph *g)
 {
-    push(&ws->undo, &ws->n_undo, ws->model);
-    for (int i = 0; i < ws->n_redo; i++)
-        graph_free(ws->redo[i]);
-    ws->n_redo = 0;
-    ws->model = g;
-    ws->dirty = true;
-    ws_model_changed(ws);
+    Plan empty;
+    plan_init(&empty, 0);
+    push(&ws->undo, &ws->undo_plan, &ws->n_undo, ws->model, &ws->plan);
+    drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
+    plan_init(&ws->plan, 0);
+    become(ws, g, &empty);
 }
 
 int ws_undo(Workspace *ws)
 {
     if (ws->n_undo == 0)
         return sh_fail(SH_E_STATE, "nothing to undo");
-    push(&ws->redo, &ws->n_redo, ws->model);
-    ws->model = ws->undo[--ws->n_undo];
-    ws->dirty = true;
-    ws_model_changed(ws);
+    push(&ws->redo, &ws->redo_plan, &ws->n_redo, ws->model, &ws->plan);
+    plan_init(&ws->plan, 0);
+    ws->n_undo--;
+    become(ws, ws->undo[ws->n_undo], &ws->undo_plan[ws->n_undo]);
     return 0;
 }
 
@@ -226,9 +246,9 @@ int ws_redo(Workspace *ws)
 {
     if (ws->n_redo == 0)
         return sh_fail(SH_E_STATE, "nothing to redo");
-    push(&ws->undo, &ws->n_undo, ws->model);
-    ws->model = ws->redo[--ws->n_redo];
-    ws->dirty = true;
-    ws_model_changed(ws);
+    push(&ws->undo, &ws->undo_plan, &ws->n_undo, ws->model, &ws->plan);
+    plan_init(&ws->plan, 0);
+    ws->n_redo--;
+    become(ws, ws->redo[ws->n_redo], &ws->redo_plan[ws->n_redo]);
     return 0;
 }

@@ -30,7 +30,8 @@ typedef struct Workspace {
     Plan plan;           /* marks on the current model */
     char *score_name;    /* criterion of the scores below */
     double **scores;     /* per group of dg: one score per unit, or NULL */
-    Graph **undo, **redo;
+    Graph **undo, **redo;   /* models before / after each apply */
+    Plan *undo_plan, *redo_plan; /* the plan in effect with each of them */
     int n_undo, n_redo;
 } Workspace;
 
