@@ -513,6 +513,19 @@ static int compensated(Workspace *ws, const DepGraph *dg, int n_batches, Graph *
     return rc;
 }
 
+/* The optimizer's saved moments lose the same slices as the parameters. */
+static void slice_opt_state(Workspace *ws, const DepGraph *dg)
+{
+    CutList cuts;
+    if (!ws->opt.n || plan_cuts(ws->model, &ws->plan, dg, &cuts) < 0)
+        return;
+    for (int i = 0; i < cuts.n; i++)
+        if (cuts.cuts[i].param && cuts.cuts[i].removed)
+            opt_state_slice(&ws->opt, ws->model->values[cuts.cuts[i].value].name, cuts.cuts[i].axis,
+                            cuts.cuts[i].mask, cuts.cuts[i].removed);
+    cut_list_done(&cuts);
+}
+
 int cmd_apply(Workspace *ws, const Command *c, Out *o)
 {
     const DepGraph *dg;
@@ -536,6 +549,7 @@ int cmd_apply(Workspace *ws, const Command *c, Out *o)
         graph_free(pruned);
         return rc;
     }
+    slice_opt_state(ws, dg);
     report_stats(o, &st);
     out_text(o, "applied: %d units from %d groups in %.1f ms (undo restores the model)\n", st.units, st.groups, ms);
     cJSON_AddNumberToObject(o->obj, "apply_ms", ms);

@@ -6,6 +6,7 @@
 #include "core/util.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -155,6 +156,7 @@ static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const 
     f->progress = on_progress;
     f->ctx = &pr;
     f->cancel = &cancel_requested;
+    f->state = &ws->opt;
     cancel_requested = 0;
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
@@ -162,8 +164,17 @@ static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const 
     FitResult r;
     rc = fit(ws->model, teacher, &part, val, f, &r);
     sigaction(SIGINT, &old, NULL);
-    if (r.steps > 0)
+    if (r.steps > 0) {
         ws->dirty = true;
+        if (ws->scores && ws->dg) { /* the weights moved: their scores are stale */
+            for (int i = 0; i < ws->dg->n_groups; i++)
+                free(ws->scores[i]);
+            free(ws->scores);
+            ws->scores = NULL;
+            free(ws->score_name);
+            ws->score_name = NULL;
+        }
+    }
     report_result(o, &r, f);
     return rc;
 }

@@ -107,8 +107,8 @@ double loss_mse(const float *y, const float *target, int64_t n, float *d)
 double trainer_lr(const Trainer *t)
 {
     const TrainConfig *c = &t->cfg;
-    double lr = c->lr, s = (double)t->step;
-    if (c->warmup_steps > 0 && t->step < c->warmup_steps)
+    double lr = c->lr, s = (double)(t->step - t->sched_start);
+    if (c->warmup_steps > 0 && s < (double)c->warmup_steps)
         return lr * (s + 1) / (double)c->warmup_steps;
     s -= (double)c->warmup_steps;
     double span = (double)(t->total_steps - c->warmup_steps);
@@ -393,6 +393,9 @@ int fit(Graph *g, const Graph *teacher, const DataSubset *train, const DataSubse
         batch_iter_done(&it);
         return rc;
     }
+    if (cfg->state) /* momentum carries over; the schedule starts afresh */
+        trainer_load_state(&t, cfg->state);
+    t.sched_start = t.step;
     TrainProgress p = {.epochs = cfg->epochs, .steps_per_epoch = per_epoch};
     double t0 = now_seconds();
     for (int64_t e = 0; e < cfg->epochs && rc == 0 && !r->cancelled; e++) {
@@ -413,10 +416,117 @@ int fit(Graph *g, const Graph *teacher, const DataSubset *train, const DataSubse
     }
     r->seconds = now_seconds() - t0;
     r->images_per_s = r->seconds > 0 ? (double)(r->steps * cfg->batch) / r->seconds : 0;
+    if (cfg->state)
+        trainer_save_state(&t, cfg->state);
     trainer_done(&t);
     batch_iter_done(&it);
     if (rc == 0 && r->cancelled)
         return sh_fail(SH_E_CANCELLED, "training cancelled after %lld steps; the model keeps the last finished step",
                        (long long)r->steps);
     return rc;
+}
+
+/* ---- optimizer state ---- */
+
+void opt_state_done(OptState *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        free(s->names[i]);
+        tensor_done(&s->m[i]);
+        tensor_done(&s->v[i]);
+    }
+    free(s->names);
+    free(s->m);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static Tensor slice_axis(const Tensor *t, int axis, const bool *mask, int64_t removed)
+{
+    Tensor r = {0};
+    Shape sh = t->shape;
+    int64_t size = sh.d[axis], outer = shape_prod(&sh, 0, axis), inner = shape_prod(&sh, axis + 1, sh.rank);
+    sh.d[axis] = size - removed;
+    if (tensor_alloc(&r, SH_F32, &sh) < 0)
+        return r;
+    float *dst = tensor_f32(&r);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < size; i++)
+            if (!mask[i]) {
+                memcpy(dst, tensor_f32(t) + (o * size + i) * inner, sizeof(float) * (size_t)inner);
+                dst += inner;
+            }
+    return r;
+}
+
+void opt_state_slice(OptState *s, const char *name, int axis, const bool *mask, int64_t removed)
+{
+    for (int i = 0; i < s->n; i++) {
+        if (strcmp(s->names[i], name) || axis >= s->m[i].shape.rank || !removed)
+            continue;
+        Tensor m = slice_axis(&s->m[i], axis, mask, removed), v = slice_axis(&s->v[i], axis, mask, removed);
+        tensor_done(&s->m[i]);
+        tensor_done(&s->v[i]);
+        s->m[i] = m;
+        s->v[i] = v;
+    }
+}
+
+/* Visits every trainable parameter with its offset in the block. */
+static void each_param(const Graph *g, void (*fn)(const Value *v, int64_t off, void *ctx), void *ctx)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        const Tensor *t = g->values[v].data;
+        if (t && !t->owns && g->param_block && (const float *)t->data >= g->param_block &&
+            (const float *)t->data < g->param_block + g->param_len)
+            fn(&g->values[v], (const float *)t->data - g->param_block, ctx);
+    }
+}
+
+typedef struct {
+    Trainer *t;
+    const OptState *s;
+} LoadCtx;
+
+static void load_one(const Value *v, int64_t off, void *ctx)
+{
+    LoadCtx *c = ctx;
+    for (int i = 0; i < c->s->n; i++)
+        if (!strcmp(c->s->names[i], v->name) && shape_eq(&c->s->m[i].shape, &v->data->shape)) {
+            memcpy(c->t->m + off, c->s->m[i].data, tensor_bytes(&c->s->m[i]));
+            memcpy(c->t->v + off, c->s->v[i].data, tensor_bytes(&c->s->v[i]));
+        }
+}
+
+void trainer_load_state(Trainer *t, const OptState *s)
+{
+    LoadCtx c = {t, s};
+    each_param(t->g, load_one, &c);
+    t->step = s->step;
+}
+
+static void save_one(const Value *v, int64_t off, void *ctx)
+{
+    const Trainer *t = ((LoadCtx *)ctx)->t;
+    OptState *s = (OptState *)((LoadCtx *)ctx)->s;
+    s->names = xrealloc(s->names, sizeof *s->names * (size_t)(s->n + 1));
+    s->m = xrealloc(s->m, sizeof *s->m * (size_t)(s->n + 1));
+    s->v = xrealloc(s->v, sizeof *s->v * (size_t)(s->n + 1));
+    s->names[s->n] = xstrdup(v->name);
+    memset(&s->m[s->n], 0, sizeof(Tensor));
+    memset(&s->v[s->n], 0, sizeof(Tensor));
+    if (tensor_alloc(&s->m[s->n], SH_F32, &v->data->shape) == 0 &&
+        tensor_alloc(&s->v[s->n], SH_F32, &v->data->shape) == 0) {
+        memcpy(s->m[s->n].data, t->m + off, tensor_bytes(&s->m[s->n]));
+        memcpy(s->v[s->n].data, t->v + off, tensor_bytes(&s->v[s->n]));
+    }
+    s->n++;
+}
+
+void trainer_save_state(const Trainer *t, OptState *s)
+{
+    opt_state_done(s);
+    LoadCtx c = {(Trainer *)t, s};
+    each_param(t->g, save_one, &c);
+    s->step = t->step;
 }

@@ -47,6 +47,20 @@ typedef struct {
     int64_t rows;
 } StepStats;
 
+/* Optimizer state kept between training runs, per parameter by name, so
+ * fine-tuning after pruning continues with the same momentum (surgery
+ * slices it like the parameters themselves). */
+typedef struct {
+    char **names;
+    Tensor *m, *v;   /* first and second moments (SGD momentum in m) */
+    int n;
+    int64_t step;
+} OptState;
+
+void opt_state_done(OptState *s);
+/* Removes the indices a cut removes from parameter `name` along axis. */
+void opt_state_slice(OptState *s, const char *name, int axis, const bool *mask, int64_t removed);
+
 #define TRAIN_MAX_REPLICAS 16
 
 /* One thread's share of a step: rows [row0, row0 + rows) of the batch.
@@ -67,6 +81,7 @@ typedef struct {
     const Graph *teacher;    /* borrowed, optional */
     TrainConfig cfg;
     int64_t batch, step, total_steps;
+    int64_t sched_start;     /* the step this run's schedule starts at */
     Replica rep[TRAIN_MAX_REPLICAS];
     int n_rep;
     float *grads, *m, *v;    /* n_params each, laid out like g->param_block */
@@ -81,6 +96,10 @@ int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int6
 /* One step on x [batch, ...] and int64 labels [batch]: forward, loss,
  * backward, clipping, optimizer update. */
 int trainer_step(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *st);
+/* Loads saved moments for every parameter whose name and shape match,
+ * and the step count (schedules continue); saves them back. */
+void trainer_load_state(Trainer *t, const OptState *s);
+void trainer_save_state(const Trainer *t, OptState *s);
 /* Learning rate of the current step. */
 double trainer_lr(const Trainer *t);
 void trainer_done(Trainer *t);
@@ -113,6 +132,7 @@ typedef struct {
     void (*progress)(const TrainProgress *p, void *ctx);
     void *ctx;
     volatile sig_atomic_t *cancel; /* checked between steps */
+    OptState *state;             /* optional: optimizer state in and out */
 } FitConfig;
 
 typedef struct {

@@ -40,6 +40,7 @@ void workspace_free(Workspace *ws)
     plan_done(&ws->plan);
     drop_history(ws->undo, ws->undo_plan, &ws->n_undo);
     drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
+    opt_state_done(&ws->opt);
     free(ws->undo);
     free(ws->redo);
     free(ws->undo_plan);
@@ -86,6 +87,7 @@ int ws_set_model(Workspace *ws, Graph *g, const char *path)
     free(ws->model_path);
     drop_history(ws->undo, ws->undo_plan, &ws->n_undo); /* a new model starts a new history */
     drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
+    opt_state_done(&ws->opt);
     ws->model = g;
     ws->original = orig;
     ws->model_path = xstrdup(path);

@@ -7,6 +7,7 @@
 #include "depgraph.h"
 #include "graph.h"
 #include "plan.h"
+#include "train.h"
 
 #include <stdbool.h>
 
@@ -32,6 +33,7 @@ typedef struct Workspace {
     double **scores;     /* per group of dg: one score per unit, or NULL */
     Graph **undo, **redo;   /* models before / after each apply */
     Plan *undo_plan, *redo_plan; /* the plan in effect with each of them */
+    OptState opt;        /* optimizer state carried between train/finetune runs */
     int n_undo, n_redo;
 } Workspace;
 
