@@ -2,6 +2,7 @@
  * undo, redo. */
 #include "commands.h"
 
+#include "core/benchmark.h"
 #include "core/data.h"
 #include "core/depgraph.h"
 #include "core/error.h"
@@ -513,6 +514,20 @@ static int compensated(Workspace *ws, const DepGraph *dg, int n_batches, Graph *
     return rc;
 }
 
+/* Latency before and after at batch 64, measured now. */
+static void measured_speedup(const Graph *before, const Graph *after, Out *o)
+{
+    Latency a, b;
+    if (measure_latency(before, 64, 10, 2, false, &a) < 0 || measure_latency(after, 64, 10, 2, false, &b) < 0)
+        return;
+    out_text(o, "measured at batch %lld: %.2f ms -> %.2f ms, %.2fx faster\n", (long long)a.batch, a.median_ms,
+             b.median_ms, a.median_ms / b.median_ms);
+    cJSON_AddNumberToObject(o->obj, "ms_before", a.median_ms);
+    cJSON_AddNumberToObject(o->obj, "ms_after", b.median_ms);
+    latency_done(&a);
+    latency_done(&b);
+}
+
 /* The optimizer's saved moments lose the same slices as the parameters. */
 static void slice_opt_state(Workspace *ws, const DepGraph *dg)
 {
@@ -551,6 +566,7 @@ int cmd_apply(Workspace *ws, const Command *c, Out *o)
     }
     slice_opt_state(ws, dg);
     report_stats(o, &st);
+    measured_speedup(ws->model, pruned, o);
     out_text(o, "applied: %d units from %d groups in %.1f ms (undo restores the model)\n", st.units, st.groups, ms);
     cJSON_AddNumberToObject(o->obj, "apply_ms", ms);
     ws_replace_model(ws, pruned);
@@ -624,5 +640,50 @@ int cmd_prune(Workspace *ws, const Command *c, Out *o)
     free(ws->plan.criterion);
     ws->plan.criterion = xstrdup(ws->score_name);
     show_plan(ws, o);
+    return 0;
+}
+
+/* ---- measured cost ---- */
+
+int cmd_bench(Workspace *ws, const Command *c, Out *o)
+{
+    int64_t batch, iters, top;
+    int rc = ws_require_model(ws);
+    if (rc < 0 || (rc = arg_int(c, "batch", 64, 1, 1 << 14, &batch)) < 0 ||
+        (rc = arg_int(c, "iters", 30, 1, 10000, &iters)) < 0 || (rc = arg_int(c, "top", 8, 0, 1000, &top)) < 0)
+        return rc;
+    Latency one, many;
+    if ((rc = measure_latency(ws->model, 1, (int)iters, 3, false, &one)) < 0 ||
+        (rc = measure_latency(ws->model, batch, (int)iters, 3, true, &many)) < 0)
+        return rc;
+    out_text(o, "latency: batch %lld %.3f ms (%.3f-%.3f); batch %lld %.3f ms (%.3f-%.3f), %.0f images/s; %d BLAS threads\n",
+             (long long)one.batch, one.median_ms, one.min_ms, one.max_ms, (long long)many.batch, many.median_ms,
+             many.min_ms, many.max_ms, 1e3 * (double)many.batch / many.median_ms, ws->threads);
+    cJSON_AddNumberToObject(o->obj, "batch1_ms", one.median_ms);
+    cJSON_AddNumberToObject(o->obj, "batch", (double)many.batch);
+    cJSON_AddNumberToObject(o->obj, "batch_ms", many.median_ms);
+    /* the slowest nodes */
+    const Graph *g = ws->model;
+    int *order = xmalloc(sizeof(int) * (size_t)(g->n_nodes + 1));
+    for (int i = 0; i < g->n_nodes; i++)
+        order[i] = i;
+    for (int i = 1; i < g->n_nodes; i++)
+        for (int j = i; j > 0 && many.node_ms[order[j]] > many.node_ms[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    cJSON *arr = cJSON_AddArrayToObject(o->obj, "layers");
+    for (int i = 0; i < g->n_nodes && i < top; i++) {
+        const Node *n = &g->nodes[order[i]];
+        out_text(o, "  %-32.32s %-18.18s %8.3f ms\n", n->name, n->op_type, many.node_ms[order[i]]);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "node", n->name);
+        cJSON_AddNumberToObject(e, "ms", many.node_ms[order[i]]);
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(order);
+    latency_done(&one);
+    latency_done(&many);
     return 0;
 }

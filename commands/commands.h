@@ -79,7 +79,11 @@ int cmd_apply(Workspace *ws, const Command *c, Out *o);
 int cmd_undo(Workspace *ws, const Command *c, Out *o);
 int cmd_redo(Workspace *ws, const Command *c, Out *o);
 int cmd_prune(Workspace *ws, const Command *c, Out *o);
+int cmd_bench(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
+int cmd_score(Workspace *ws, const Command *c, Out *o);
+int cmd_criteria(Workspace *ws, const Command *c, Out *o);
+int cmd_plugin(Workspace *ws, const Command *c, Out *o);
 
 /* Argument helpers: parse a value or fail naming the command and key. */
 int arg_int(const Command *c, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out);
