@@ -37,6 +37,24 @@ static void on_progress(const TrainProgress *p, void *ctx)
     Progress *pr = ctx;
     char eta[32];
     fmt_eta(p->eta_s, eta, sizeof eta);
+    double done = ((double)p->epoch + (double)p->step / (double)(p->steps_per_epoch ? p->steps_per_epoch : 1)) /
+                  (double)(p->epochs ? p->epochs : 1);
+    out_progress(pr->o, done, "epoch %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s", (long long)p->epoch + 1,
+                 (long long)p->epochs, p->loss, 100 * p->accuracy, p->images_per_s, eta);
+    if (pr->o->partial) { /* live curves: one point per step */
+        cJSON *pt = cJSON_CreateObject();
+        cJSON_AddNumberToObject(pt, "epoch", (double)p->epoch + (double)p->step / (double)(p->steps_per_epoch ? p->steps_per_epoch : 1));
+        cJSON_AddNumberToObject(pt, "loss", p->loss);
+        cJSON_AddNumberToObject(pt, "accuracy", p->accuracy);
+        if (p->epoch_done) {
+            cJSON_AddNumberToObject(pt, "val_loss", p->val_loss);
+            cJSON_AddNumberToObject(pt, "val_accuracy", p->val_accuracy);
+        }
+        out_partial(pr->o, "train", pt);
+        cJSON_Delete(pt);
+    }
+    if (pr->o->progress) /* a job: the front end draws progress itself */
+        return;
     if (p->epoch_done) {
         if (pr->bar)
             out_text(pr->o, "\r\033[K");
@@ -155,15 +173,20 @@ static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const 
     pr.next_line = pr.t0 + 10;
     f->progress = on_progress;
     f->ctx = &pr;
-    f->cancel = &cancel_requested;
     f->state = &ws->opt;
-    cancel_requested = 0;
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
     FitResult r;
-    rc = fit(ws->model, teacher, &part, val, f, &r);
-    sigaction(SIGINT, &old, NULL);
+    if (o->cancel) { /* a job: the front end owns cancellation */
+        f->cancel = o->cancel;
+        rc = fit(ws->model, teacher, &part, val, f, &r);
+    } else { /* batch mode: Ctrl-C cancels, keeping the last finished step */
+        f->cancel = &cancel_requested;
+        cancel_requested = 0;
+        struct sigaction sa = {.sa_handler = on_sigint}, old;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old);
+        rc = fit(ws->model, teacher, &part, val, f, &r);
+        sigaction(SIGINT, &old, NULL);
+    }
     if (r.steps > 0) {
         ws->dirty = true;
         if (ws->scores && ws->dg) { /* the weights moved: their scores are stale */

@@ -8,6 +8,7 @@
 #include "core/workspace.h"
 
 #include <cJSON.h>
+#include <signal.h>
 #include <stdbool.h>
 
 /* Where a command's results go. Text lines go to sink (text mode only);
@@ -17,7 +18,20 @@ typedef struct Out {
     void (*sink)(void *ctx, const char *text);
     void *sink_ctx;
     cJSON *obj; /* the current command's result object (borrowed) */
+    /* Jobs (the TUI runs commands on a worker thread): long commands report
+     * progress (fraction 0..1 and a short status) and partial results as
+     * they arrive, and poll cancel between steps. All optional. */
+    void (*progress)(void *ctx, double fraction, const char *status);
+    void (*partial)(void *ctx, const char *command, const cJSON *result);
+    void *job_ctx;
+    volatile sig_atomic_t *cancel;
 } Out;
+
+/* Reports progress / a partial result if the Out takes them. */
+void out_progress(Out *o, double fraction, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void out_partial(Out *o, const char *command, const cJSON *result);
+/* True if the user asked to cancel the running command. */
+bool out_cancelled(const Out *o);
 
 /* Appends formatted text (a newline is not added). */
 void out_text(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

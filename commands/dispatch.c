@@ -45,6 +45,26 @@ void out_text(Out *o, const char *fmt, ...)
         free(buf);
 }
 
+void out_progress(Out *o, double fraction, const char *fmt, ...)
+{
+    if (!o->progress)
+        return;
+    char status[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(status, sizeof status, fmt, ap);
+    va_end(ap);
+    o->progress(o->job_ctx, fraction, status);
+}
+
+void out_partial(Out *o, const char *command, const cJSON *result)
+{
+    if (o->partial)
+        o->partial(o->job_ctx, command, result);
+}
+
+bool out_cancelled(const Out *o) { return o->cancel && *o->cancel; }
+
 /* ---- argument validation ---- */
 
 /* Finds key in a spec like "split=train|test limit=N"; *choices receives
