@@ -37,9 +37,9 @@ static void on_progress(const TrainProgress *p, void *ctx)
     Progress *pr = ctx;
     char eta[32];
     fmt_eta(p->eta_s, eta, sizeof eta);
-    double done = ((double)p->epoch + (double)p->step / (double)(p->steps_per_epoch ? p->steps_per_epoch : 1)) /
+    double frac = ((double)p->epoch + (double)p->step / (double)(p->steps_per_epoch ? p->steps_per_epoch : 1)) /
                   (double)(p->epochs ? p->epochs : 1);
-    out_progress(pr->o, done, "epoch %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s", (long long)p->epoch + 1,
+    out_progress(pr->o, frac, "epoch %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s", (long long)p->epoch + 1,
                  (long long)p->epochs, p->loss, 100 * p->accuracy, p->images_per_s, eta);
     if (pr->o->partial) { /* live curves: one point per step */
         cJSON *pt = cJSON_CreateObject();
