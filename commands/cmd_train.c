@@ -155,6 +155,12 @@ static void report_result(Out *o, const FitResult *r, const FitConfig *f)
     cJSON_AddBoolToObject(o->obj, "cancelled", r->cancelled);
 }
 
+static void reapply_masks(void *ctx)
+{
+    Workspace *ws = ctx;
+    sparsity_apply(ws->model, &ws->sparse);
+}
+
 static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const Graph *teacher)
 {
     int64_t limit;
@@ -174,6 +180,21 @@ static int run_fit(Workspace *ws, const Command *c, Out *o, FitConfig *f, const 
     f->progress = on_progress;
     f->ctx = &pr;
     f->state = &ws->opt;
+    if (ws->sparse.n) { /* 2:4 masks stay in force through training */
+        f->after_step = reapply_masks;
+        f->after_step_ctx = ws;
+    }
+    double slim, lasso;
+    if ((rc = arg_double(c, "slim", 0, 0, 10, &slim)) < 0 || (rc = arg_double(c, "group_lasso", 0, 0, 10, &lasso)) < 0)
+        return rc;
+    f->cfg.slim = slim;
+    f->cfg.group_lasso = lasso;
+    if (lasso > 0) {
+        const DepGraph *dg;
+        if ((rc = ws_groups(ws, &dg)) < 0)
+            return rc;
+        f->cfg.groups = dg;
+    }
     FitResult r;
     if (o->cancel) { /* a job: the front end owns cancellation */
         f->cancel = o->cancel;
@@ -220,4 +241,32 @@ int cmd_finetune(Workspace *ws, const Command *c, Out *o)
     f.cfg.distill_T = T;
     f.cfg.distill_alpha = alpha;
     return run_fit(ws, c, o, &f, T > 0 ? ws->original : NULL);
+}
+
+int cmd_sparsity(Workspace *ws, const Command *c, Out *o)
+{
+    const char *mode = cmd_pos(c, 0);
+    int rc = ws_require_model(ws);
+    if (rc < 0)
+        return rc;
+    if (!strcmp(mode, "off")) {
+        sparsity_done(&ws->sparse);
+        out_text(o, "2:4 masks released (the zeroed weights stay zero until trained)\n");
+        return 0;
+    }
+    if (strcmp(mode, "2:4"))
+        return sh_fail(SH_E_ARG, "sparsity takes 2:4 or off, not '%s'", mode);
+    SparsityMasks m;
+    if ((rc = sparsity_2_4(ws->model, &m)) < 0)
+        return rc;
+    sparsity_done(&ws->sparse);
+    ws->sparse = m;
+    ws->dirty = true;
+    out_text(o, "2:4 sparsity: %lld of %lld weights in %d layers set to zero and held through fine-tuning; "
+                "no CPU speedup (the kernels here are dense: it pays only on hardware with 2:4 sparse units)\n",
+             (long long)m.zeroed, (long long)m.total, m.n);
+    cJSON_AddNumberToObject(o->obj, "zeroed", (double)m.zeroed);
+    cJSON_AddNumberToObject(o->obj, "weights", (double)m.total);
+    cJSON_AddNumberToObject(o->obj, "layers", m.n);
+    return 0;
 }

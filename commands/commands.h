@@ -94,6 +94,7 @@ int cmd_undo(Workspace *ws, const Command *c, Out *o);
 int cmd_redo(Workspace *ws, const Command *c, Out *o);
 int cmd_prune(Workspace *ws, const Command *c, Out *o);
 int cmd_bench(Workspace *ws, const Command *c, Out *o);
+int cmd_sparsity(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
 int cmd_score(Workspace *ws, const Command *c, Out *o);
 int cmd_criteria(Workspace *ws, const Command *c, Out *o);

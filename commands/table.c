@@ -6,7 +6,7 @@
 
 #define TRAIN_KEYS                                                                                 \
     "epochs=N lr=F opt=sgd|adamw batch=N wd=F momentum=F nesterov=on|off schedule=constant|step|cosine " \
-    "step=N gamma=F warmup=N smoothing=F clip=F seed=N crop=N flip=on|off limit=N"
+    "step=N gamma=F warmup=N smoothing=F clip=F seed=N crop=N flip=on|off limit=N slim=F group_lasso=F"
 
 const CommandDef command_table[] = {
     {"help", "[COMMAND]", 0, 1, "", "list commands, or show one command's usage",
@@ -83,6 +83,9 @@ const CommandDef command_table[] = {
     {"apply", "", 0, 0, "compensate=on|off batches=N", "remove the marked units: a smaller dense model, verified",
      "Slices weights, biases, BatchNorm statistics and shape constants, re-infers shapes, and verifies on a probe batch that the pruned model equals the original with the removed channels zeroed. Bias compensation (on by default, needs data): each removed channel's mean contribution on calibration batches is folded into its consumers' biases.",
      cmd_apply},
+    {"sparsity", "2:4|off", 1, 1, "", "2:4 semi-structured masks on Conv/Gemm/MatMul weights (no CPU speedup)",
+     "2:4 zeroes the 2 smallest of every 4 weights along each layer's input axis (NVIDIA ASP's rule) and holds the masks through training; the model exports with zeros. It shrinks nothing and gives no speedup on CPUs. off releases the masks.",
+     cmd_sparsity},
     {"bench", "", 0, 0, "batch=N iters=N top=N", "measure latency at batch 1 and N, and the slowest layers",
      "Times the current model on random input (median of iters runs after warm-up) at batch 1 and batch N, with per-layer times at batch N.",
      cmd_bench},

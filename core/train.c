@@ -1,5 +1,6 @@
 #include "train.h"
 
+#include "depgraph.h"
 #include "error.h"
 #include "threads.h"
 #include "util.h"
@@ -154,6 +155,91 @@ static void adamw_update(Trainer *t, double lr)
     }
 }
 
+/* ---- regularizers ---- */
+
+/* Offset in the parameter block of element i (flat) of a parameter, -1 if
+ * the tensor is not in the block. */
+static int64_t block_offset(const Graph *g, const Tensor *t, int64_t i)
+{
+    const float *d = t->data;
+    if (!g->param_block || d < g->param_block || d >= g->param_block + g->param_len)
+        return -1;
+    return (d - g->param_block) + i;
+}
+
+/* Network Slimming: every BatchNormalization scale element. */
+static void collect_slim(Trainer *t)
+{
+    const Graph *g = t->g;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Node *n = &g->nodes[i];
+        if (strcmp(n->op_type, "BatchNormalization") || n->in[1] < 0 || !g->values[n->in[1]].data)
+            continue;
+        const Tensor *s = g->values[n->in[1]].data;
+        if (block_offset(g, s, 0) < 0)
+            continue;
+        t->slim_off = xrealloc(t->slim_off, sizeof *t->slim_off * (size_t)(t->n_slim + s->numel));
+        for (int64_t k = 0; k < s->numel; k++)
+            t->slim_off[t->n_slim++] = block_offset(g, s, k);
+    }
+}
+
+/* Group lasso: for every unit of every prunable group, the block offsets
+ * of all its parameter slices. */
+static void collect_lasso(Trainer *t, const DepGraph *dg)
+{
+    const Graph *g = t->g;
+    int64_t cap = 0, n = 0;
+    t->lasso_start = xcalloc(1, sizeof *t->lasso_start);
+    for (int gi = 0; gi < dg->n_groups; gi++) {
+        const Group *grp = &dg->groups[gi];
+        if (grp->blocked || grp->kind == GROUP_BLOCK)
+            continue;
+        for (int u = 0; u < grp->n_units; u++) {
+            for (int m = 0; m < grp->n_members; m++) {
+                const GroupMember *gm = &grp->members[m];
+                const Tensor *w = g->values[gm->value].data;
+                if (!gm->param || !w || block_offset(g, w, 0) < 0)
+                    continue;
+                int64_t outer = shape_prod(&w->shape, 0, gm->axis), inner = shape_prod(&w->shape, gm->axis + 1, w->shape.rank);
+                for (int64_t k = gm->start[u]; k < gm->start[u + 1]; k++)
+                    for (int64_t o = 0; o < outer; o++)
+                        for (int64_t j = 0; j < inner; j++) {
+                            if (n == cap) {
+                                cap = cap ? cap * 2 : 4096;
+                                t->lasso_idx = xrealloc(t->lasso_idx, sizeof *t->lasso_idx * (size_t)cap);
+                            }
+                            t->lasso_idx[n++] = block_offset(g, w, (o * gm->size + gm->idx[k]) * inner + j);
+                        }
+            }
+            t->lasso_start = xrealloc(t->lasso_start, sizeof *t->lasso_start * (size_t)(t->n_lasso + 2));
+            t->lasso_start[++t->n_lasso] = n;
+        }
+    }
+}
+
+/* Adds the regularizers' gradients: slim * sign(gamma) and, per unit,
+ * group_lasso * w / ||w_unit||. */
+static void regularize(Trainer *t)
+{
+    const float *p = t->g->param_block;
+    float slim = (float)t->cfg.slim;
+    for (int64_t i = 0; i < t->n_slim; i++) {
+        float w = p[t->slim_off[i]];
+        t->grads[t->slim_off[i]] += w > 0 ? slim : w < 0 ? -slim : 0;
+    }
+    for (int64_t u = 0; u < t->n_lasso; u++) {
+        double norm = 0;
+        for (int64_t k = t->lasso_start[u]; k < t->lasso_start[u + 1]; k++)
+            norm += (double)p[t->lasso_idx[k]] * p[t->lasso_idx[k]];
+        if (norm <= 0)
+            continue;
+        float scale = (float)(t->cfg.group_lasso / sqrt(norm));
+        for (int64_t k = t->lasso_start[u]; k < t->lasso_start[u + 1]; k++)
+            t->grads[t->lasso_idx[k]] += scale * p[t->lasso_idx[k]];
+    }
+}
+
 /* ---- trainer ---- */
 
 static int plan_replica(Trainer *t, Replica *r, int index)
@@ -220,6 +306,15 @@ int trainer_init(Trainer *t, Graph *g, const Graph *teacher, int64_t batch, int6
         }
     }
     t->kind = graph_output_kind(g);
+    if (cfg->slim > 0)
+        collect_slim(t);
+    if (cfg->group_lasso > 0) {
+        if (!cfg->groups) {
+            trainer_done(t);
+            return sh_fail(SH_E_ARG, "group lasso needs the model's groups");
+        }
+        collect_lasso(t, cfg->groups);
+    }
     return 0;
 }
 
@@ -236,6 +331,9 @@ void trainer_done(Trainer *t)
     free(t->grads);
     free(t->m);
     free(t->v);
+    free(t->slim_off);
+    free(t->lasso_idx);
+    free(t->lasso_start);
     memset(t, 0, sizeof *t);
 }
 
@@ -312,6 +410,8 @@ int trainer_step(Trainer *t, const Tensor *x, const Tensor *labels, StepStats *s
         for (int64_t k = 0; i > 0 && k < t->n_params; k++)
             t->grads[k] += r->grads[k];
     }
+    if (t->n_slim || t->n_lasso)
+        regularize(t);
     if (t->cfg.clip_norm > 0) {
         double norm = grad_norm(t->grads, t->n_params);
         if (norm > t->cfg.clip_norm) {
@@ -352,6 +452,8 @@ static int run_epoch(Trainer *t, BatchIter *it, const FitConfig *cfg, TrainProgr
         StepStats st;
         if ((rc = trainer_step(t, &it->x, &it->y, &st)) < 0)
             return rc;
+        if (cfg->after_step)
+            cfg->after_step(cfg->after_step_ctx);
         loss_sum += st.loss * (double)st.rows;
         correct += st.correct;
         seen += st.rows;

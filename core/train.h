@@ -36,6 +36,9 @@ typedef struct {
     double distill_alpha; /* weight of the distillation term (1 - alpha on the labels) */
     uint64_t seed;
     int threads;          /* > 1: data parallel, each thread a slice of the batch */
+    double slim;          /* Network Slimming: L1 penalty on BatchNorm scales */
+    double group_lasso;   /* L2,1 penalty over the units of groups (needs groups) */
+    const struct DepGraph *groups;
 } TrainConfig;
 
 /* Defaults: SGD, lr 0.05, momentum 0.9, Nesterov, wd 5e-4, cosine. */
@@ -87,6 +90,11 @@ typedef struct {
     float *grads, *m, *v;    /* n_params each, laid out like g->param_block */
     int64_t n_params;
     OutputKind kind;
+    /* regularizers, as offsets into the parameter block */
+    int64_t *slim_off;       /* BatchNorm scale elements */
+    int64_t n_slim;
+    int64_t *lasso_idx, *lasso_start; /* units: lasso_idx[lasso_start[u] .. lasso_start[u+1]) */
+    int64_t n_lasso;
 } Trainer;
 
 /* Prepares training of g (packing its parameters) at a fixed batch size;
@@ -133,6 +141,8 @@ typedef struct {
     void *ctx;
     volatile sig_atomic_t *cancel; /* checked between steps */
     OptState *state;             /* optional: optimizer state in and out */
+    void (*after_step)(void *ctx); /* optional: runs after every optimizer step (masks) */
+    void *after_step_ctx;
 } FitConfig;
 
 typedef struct {

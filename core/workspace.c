@@ -41,6 +41,8 @@ void workspace_free(Workspace *ws)
     drop_history(ws->undo, ws->undo_plan, &ws->n_undo);
     drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
     opt_state_done(&ws->opt);
+    sparsity_done(&ws->sparse);
+    sparsity_done(&ws->sparse);
     free(ws->undo);
     free(ws->redo);
     free(ws->undo_plan);
@@ -88,6 +90,7 @@ int ws_set_model(Workspace *ws, Graph *g, const char *path)
     drop_history(ws->undo, ws->undo_plan, &ws->n_undo); /* a new model starts a new history */
     drop_history(ws->redo, ws->redo_plan, &ws->n_redo);
     opt_state_done(&ws->opt);
+    sparsity_done(&ws->sparse);
     ws->model = g;
     ws->original = orig;
     ws->model_path = xstrdup(path);

@@ -7,6 +7,7 @@
 #include "depgraph.h"
 #include "graph.h"
 #include "plan.h"
+#include "sparsity.h"
 #include "train.h"
 
 #include <stdbool.h>
@@ -34,6 +35,7 @@ typedef struct Workspace {
     Graph **undo, **redo;   /* models before / after each apply */
     Plan *undo_plan, *redo_plan; /* the plan in effect with each of them */
     OptState opt;        /* optimizer state carried between train/finetune runs */
+    SparsityMasks sparse; /* 2:4 masks held through fine-tuning (n == 0: off) */
     int n_undo, n_redo;
 } Workspace;
 
