@@ -12,6 +12,7 @@
 #include "core/surgery.h"
 #include "core/util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,8 +614,64 @@ static int rescore(Workspace *ws, const char *criterion, const Command *c, Out *
     return rc;
 }
 
+/* Runs one command line inside another command, its JSON result going
+ * into arr. */
+static int run_sub(Workspace *ws, const char *text, Out *o, cJSON *arr)
+{
+    CommandList list;
+    int rc = parse_commands(text, &list);
+    if (rc < 0)
+        return rc;
+    cJSON *saved = o->obj, *obj = cJSON_CreateObject();
+    o->obj = obj;
+    out_text(o, "> %s\n", text);
+    rc = command_run(ws, &list.cmds[0], o);
+    o->obj = saved;
+    cJSON_AddItemToArray(arr, obj);
+    command_list_done(&list);
+    return rc;
+}
+
+/* steps=K: K rounds of score, prune, apply and fine-tune, each removing
+ * the same fraction q of the current units, (1 - q)^K = 1 - ratio. */
+static int prune_iteratively(Workspace *ws, const Command *c, Out *o, int64_t steps)
+{
+    const char *criterion = cmd_get(c, "criterion"), *scope = cmd_get(c, "scope");
+    double ratio;
+    int64_t epochs;
+    int rc;
+    if (!criterion)
+        return sh_fail(SH_E_ARG, "steps= needs criterion= (scores change as the model is fine-tuned)");
+    if ((rc = arg_double(c, "ratio", 0, 0.01, 0.99, &ratio)) < 0 || (rc = arg_int(c, "epochs", 1, 0, 1000, &epochs)) < 0)
+        return rc;
+    double q = 1 - pow(1 - ratio, 1.0 / (double)steps);
+    cJSON *arr = cJSON_AddArrayToObject(o->obj, "steps");
+    for (int64_t k = 0; k < steps && rc == 0; k++) {
+        char line[512];
+        out_text(o, "step %lld of %lld: remove %.1f%% of the remaining units\n", (long long)k + 1, (long long)steps,
+                 100 * q);
+        snprintf(line, sizeof line, "prune ratio=%.6f criterion=%s scope=%s%s%s", q, criterion, scope ? scope : "local",
+                 cmd_get(c, "ignore") ? " ignore=" : "", cmd_get(c, "ignore") ? cmd_get(c, "ignore") : "");
+        if ((rc = run_sub(ws, line, o, arr)) < 0 || (rc = run_sub(ws, "apply", o, arr)) < 0)
+            break;
+        if (epochs > 0) {
+            snprintf(line, sizeof line, "finetune epochs=%lld", (long long)epochs);
+            rc = run_sub(ws, line, o, arr);
+        }
+        if (out_cancelled(o))
+            rc = sh_fail(SH_E_CANCELLED, "iterative pruning cancelled after step %lld", (long long)k + 1);
+    }
+    return rc;
+}
+
 int cmd_prune(Workspace *ws, const Command *c, Out *o)
 {
+    int64_t steps;
+    int src = arg_int(c, "steps", 1, 1, 100, &steps);
+    if (src < 0)
+        return src;
+    if (steps > 1)
+        return prune_iteratively(ws, c, o, steps);
     PruneRule r = {.max_ratio = 0.9, .round_to = 1};
     int64_t round_to;
     const char *scope = cmd_get(c, "scope"), *criterion = cmd_get(c, "criterion");
