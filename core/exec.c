@@ -413,7 +413,8 @@ static int plan_nodes(ExecPlan *p)
         OpCtx c = {.node = n, .opset = g->opset, .n_in = n->n_in, .n_out = n->n_out, .in = in,
                    .out = out, .training = p->opt.training};
         st->scratch = n->op->scratch ? n->op->scratch(&c) : 0;
-        if (p->opt.training && n->op->bwd_scratch && n->op->bwd_scratch(&c) > st->scratch)
+        /* keep_all plans may run backward (training, or gradient-based scores) */
+        if ((p->opt.training || p->opt.keep_all) && n->op->bwd_scratch && n->op->bwd_scratch(&c) > st->scratch)
             st->scratch = n->op->bwd_scratch(&c);
         if (st->scratch > p->scratch_bytes)
             p->scratch_bytes = st->scratch;
@@ -756,6 +757,8 @@ static uint64_t node_seed(const ExecPlan *p, int node)
 
 void exec_set_seed(ExecPlan *p, uint64_t seed) { p->seed = seed; }
 
+static int run_steps_from(ExecPlan *p, int first);
+
 int exec_run(ExecPlan *p, Tensor *const *inputs)
 {
     const Graph *g = p->g;
@@ -780,7 +783,14 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
         }
         slot->t.data = t->data;
     }
-    for (int s = 0; s < p->n_steps; s++) {
+    return run_steps_from(p, 0);
+}
+
+/* Runs steps first.. in order (exec_run and exec_rerun_from). */
+static int run_steps_from(ExecPlan *p, int first)
+{
+    const Graph *g = p->g;
+    for (int s = first; s < p->n_steps; s++) {
         Step *st = &p->steps[s];
         const Node *n = &g->nodes[st->node];
         if (node_aliases(p, n) || st->fused_away) {
@@ -803,6 +813,22 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
             p->opt.after_node(p->opt.hook_ctx, n, st->out, n->n_out);
     }
     return 0;
+}
+
+int exec_rerun_from(ExecPlan *p, int node)
+{
+    const Graph *g = p->g;
+    if (!p->opt.keep_all || p->opt.shapes_only)
+        return sh_fail(SH_E_STATE, "rerunning part of a plan needs a plan made with keep_all");
+    if (node < 0 || node > g->n_nodes)
+        return sh_fail(SH_E_ARG, "rerun from node %d: the graph has nodes 0..%d", node, g->n_nodes - 1);
+    for (int i = 0; i < g->n_inputs; i++)
+        if (p->slots[g->inputs[i]].kind == SLOT_INPUT && !p->slots[g->inputs[i]].t.data)
+            return sh_fail(SH_E_STATE, "rerunning part of a plan needs a full exec_run first");
+    int first = 0; /* steps follow node order */
+    while (first < p->n_steps && p->steps[first].node < node)
+        first++;
+    return run_steps_from(p, first);
 }
 
 double exec_node_seconds(const ExecPlan *p, int i) { return p->node_seconds[i]; }
