@@ -17,7 +17,11 @@ endif
 
 APT_PACKAGES := build-essential pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler \
 	libonnx-dev libcjson-dev zlib1g-dev libncurses-dev libreadline-dev libcmocka-dev \
-	dataset-fashion-mnist libonnx-testdata nodejs npm
+	dataset-fashion-mnist libonnx-testdata
+# Node.js and npm (test tooling: ONNX Runtime) come from Debian only when the
+# machine has no npm already (some images ship NodeSource's nodejs, which
+# bundles npm and conflicts with Debian's npm package).
+NODE_PACKAGES := $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
 PKGS := openblas libprotobuf-c libcjson zlib
 ONNX_PROTO := /usr/include/onnx/onnx.proto
 
@@ -31,11 +35,11 @@ OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize
 SANLD := -fsanitize=address,undefined
 endif
 CFLAGS_ALL = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(OPT) -I. -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS_ALL = $(SANLD) $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+LDLIBS_ALL = $(SANLD) $(PKG_LIBS) -lpthread -lm -ldl $(LDLIBS)
 
 GEN_C := $(BUILD)/gen/onnx.pb-c.c
 GEN_H := $(BUILD)/gen/onnx.pb-c.h
-CORE_SRC := $(wildcard core/*.c core/ops/*.c)
+CORE_SRC := $(wildcard core/*.c core/ops/*.c core/criteria/*.c)
 CMD_SRC := $(wildcard commands/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC) $(CMD_SRC)) $(BUILD)/obj/gen/onnx.pb-c.o
 LIB := $(BUILD)/libshears.a
@@ -55,7 +59,7 @@ all: $(BIN)
 
 # ---- setup --------------------------------------------------------------
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES) $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "make deps: installing$$missing"; \
@@ -110,6 +114,17 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@echo "  LD $@"
 	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
 
+# Criterion plugins (plugins/shears_plugin.h): the example, and two test
+# fixtures (a data-driven one and one built for another ABI version).
+PLUGINS := $(BUILD)/plugins/example_plugin.so $(BUILD)/plugins/act_plugin.so $(BUILD)/plugins/wrong_abi_plugin.so
+$(BUILD)/plugins/example_plugin.so: plugins/example_plugin.c plugins/shears_plugin.h
+$(BUILD)/plugins/act_plugin.so: tests/fixtures/plugin_act.c plugins/shears_plugin.h
+$(BUILD)/plugins/wrong_abi_plugin.so: tests/fixtures/plugin_wrong_abi.c plugins/shears_plugin.h
+$(PLUGINS):
+	@mkdir -p $(dir $@)
+	@echo "  SO $@"
+	@$(CC) -std=c11 $(WARN) $(OPT) -fPIC -shared -I. -o $@ $< -lm
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---- run and test -------------------------------------------------------
@@ -122,7 +137,7 @@ test: deps
 	$(MAKE) --no-print-directory ort-deps
 	OPENBLAS_NUM_THREADS=1 ./tests/run_tests.sh $(BUILD)
 
-all-tests: $(BIN) $(TEST_BINS) $(TOOL_BINS)
+all-tests: $(BIN) $(TEST_BINS) $(TOOL_BINS) $(PLUGINS)
 
 bench-deps: deps ort-deps
 bench: bench-deps $(BIN) $(TOOL_BINS) $(BENCH_BINS)

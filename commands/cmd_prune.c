@@ -666,6 +666,8 @@ static int prune_iteratively(Workspace *ws, const Command *c, Out *o, int64_t st
 
 int cmd_prune(Workspace *ws, const Command *c, Out *o)
 {
+    if (cmd_get(c, "budget")) /* ratios from the sensitivity curves */
+        return cmd_prune_budget(ws, c, o);
     int64_t steps;
     int src = arg_int(c, "steps", 1, 1, 100, &steps);
     if (src < 0)

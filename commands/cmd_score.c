@@ -24,6 +24,7 @@ static int score_options(Workspace *ws, const Command *c, const Criterion *crit,
     opt->batches = (int)batches;
     opt->batch = batch;
     opt->seed = (uint64_t)seed;
+    opt->threads = ws->threads; /* set threads N */
     if (cmd_get(c, "reduce") && (rc = score_reduce_parse(cmd_get(c, "reduce"), &opt->reduce)) < 0)
         return rc;
     if (cmd_get(c, "norm") && (rc = score_norm_parse(cmd_get(c, "norm"), &opt->norm)) < 0)
@@ -50,6 +51,12 @@ static void note_line(void *ctx, const char *text)
     cJSON_AddItemToArray(ns->arr, cJSON_CreateString(text));
 }
 
+static void progress_line(void *ctx, double fraction)
+{
+    NoteSink *ns = ctx;
+    out_progress(ns->o, fraction, "scoring: %.0f%% of the calibration batches", 100 * fraction);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -64,7 +71,8 @@ static void report_group(Out *o, cJSON *arr, const Group *grp, const double *s)
     cJSON_AddStringToObject(e, "group", grp->name);
     cJSON_AddItemToArray(arr, e);
     if (!s) {
-        out_text(o, "  %-4d %-28.28s %6d  blocked: not scored\n", grp->id, grp->name, grp->n_units);
+        out_text(o, "  %-4d %-28.28s %6d  %s\n", grp->id, grp->name, grp->n_units,
+                 grp->blocked ? "blocked: not scored" : "not scored");
         cJSON_AddNullToObject(e, "scores");
         return;
     }
@@ -100,7 +108,9 @@ int cmd_score(Workspace *ws, const Command *c, Out *o)
         return rc;
     NoteSink ns = {o, cJSON_AddArrayToObject(o->obj, "notes")};
     opt.note = note_line;
-    opt.note_ctx = &ns;
+    opt.progress = progress_line;
+    opt.hook_ctx = &ns;
+    opt.cancel = o->cancel;
     double **scores, t0 = now_seconds();
     if ((rc = importance_score(ws->model, dg, crit, &opt, &scores)) < 0)
         return rc;

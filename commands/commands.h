@@ -96,6 +96,9 @@ int cmd_prune(Workspace *ws, const Command *c, Out *o);
 int cmd_bench(Workspace *ws, const Command *c, Out *o);
 int cmd_sparsity(Workspace *ws, const Command *c, Out *o);
 int cmd_finetune(Workspace *ws, const Command *c, Out *o);
+int cmd_sensitivity(Workspace *ws, const Command *c, Out *o);
+/* prune budget=: per-group ratios from the sensitivity curves (cmd_sensitivity.c). */
+int cmd_prune_budget(Workspace *ws, const Command *c, Out *o);
 int cmd_score(Workspace *ws, const Command *c, Out *o);
 int cmd_criteria(Workspace *ws, const Command *c, Out *o);
 int cmd_plugin(Workspace *ws, const Command *c, Out *o);

@@ -1,6 +1,7 @@
 /* The command catalogue. Adding a command is one entry here plus its
  * handler; help and completion follow from this table. */
 #include "commands.h"
+#include "session_ui.h"
 
 #include <string.h>
 
@@ -58,7 +59,7 @@ const CommandDef command_table[] = {
      "Lists the units of a group (by id or name from 'groups'), sorted by score when scored.", cmd_units},
     {"score", "CRITERION", 1, 1, "batches=N batch=N reduce=mean|sum|max norm=none|mean|max|lamp seed=N",
      "score every unit of every group with a criterion (see: criteria)",
-     "Fills the scores that units shows and mark lowest=K / ratio=R use. Data-free: l1, l2 (group magnitude: per tensor the mean |w| or RMS of the unit's slice, combined over the group's tensors by reduce=), fpgm, bn, random (seed=). Data-driven, on batches=N (default 8) batches of batch=N (default 64) samples of the training split: taylor, fisher, act, apoz, wanda, head. norm= normalizes within each group (lamp: s_i / sum of the scores >= s_i). Plugins add more (plugin load).",
+     "Fills the scores that units shows and mark lowest=K / ratio=R use. Data-free: l1, l2 (group magnitude: per tensor the mean |w| or RMS of the unit's slice, combined over the group's tensors by reduce=), fpgm, bn, random (seed=). Data-driven, on batches=N (default 8) batches of batch=N (default 64) samples of the training split: taylor, fisher, act, apoz, wanda, head. norm= normalizes within each group (lamp: s_i / sum of the scores >= s_i). set threads N runs the calibration batches on N threads. Whole-block groups are not scored yet. Plugins add more (plugin load).",
      cmd_score},
     {"criteria", "", 0, 0, "", "list the importance criteria (builtins and loaded plugins)",
      "Shows every criterion score accepts, whether it needs calibration data, and the plugin it came from.",
@@ -73,10 +74,14 @@ const CommandDef command_table[] = {
      "Without arguments clears the whole plan.", cmd_unmark},
     {"plan", "[show|save FILE.json|load FILE.json]", 0, 2, "force=on|off", "show, save or load the plan",
      "Plans are JSON bound to the model's content hash; loading a plan made for another model is refused.", cmd_plan},
-    {"prune", "", 0, 0, "ratio=F scope=local|global criterion=NAME batches=N max=F ignore=GROUPS round_to=N macs=F steps=N epochs=N",
+    {"prune", "", 0, 0, "ratio=F scope=local|global criterion=NAME batches=N max=F ignore=GROUPS round_to=N macs=F steps=N epochs=N budget=acc:F",
      "mark units by rule (does not apply): a ratio per group or globally, or a MACs target",
-     "local: every group loses the ratio of its units; global: all units ranked together (scores divided by their group's mean). max= caps any group's loss (default 0.9), round_to=N keeps widths at multiples of N, ignore=a,b leaves groups alone, macs=F searches the ratio that brings MACs down to that fraction. criterion= scores first. steps=K prunes iteratively: K rounds of score, prune, apply and fine-tune (epochs= each), every round removing the same fraction of what is left.",
+     "local: every group loses the ratio of its units; global: all units ranked together (scores divided by their group's mean). max= caps any group's loss (default 0.9), round_to=N keeps widths at multiples of N, ignore=a,b leaves groups alone, macs=F searches the ratio that brings MACs down to that fraction. criterion= scores first. steps=K prunes iteratively: K rounds of score, prune, apply and fine-tune (epochs= each), every round removing the same fraction of what is left. budget=acc:0.5 (or loss:0.05) uses the sensitivity curves: every group loses the largest ratio whose measured accuracy drop is at most 0.5 points; the drops add up, so the combined drop can exceed the budget.",
      cmd_prune},
+    {"sensitivity", "[GROUP...]", 0, 64, "ratios=F,... criterion=NAME batches=N batch=N csv=FILE json=FILE force=on|off",
+     "accuracy and loss per group as a fraction of its units is removed (no fine-tuning)",
+     "For every group (or the ones named) and every ratio (default 0.1,0.2,...,0.9), removes that fraction of the group's lowest-scoring units and measures accuracy and mean loss on batches x batch samples (default 10 x 100) of the val part, else the test split. criterion= scores first. Exact groups are measured by zeroing the removed channels and rerunning only the layers from the group on; approximate groups (LayerNorm) by real surgery. csv= and json= write the curves (force=on replaces a file); prune budget= uses them. Ctrl-C cancels.",
+     cmd_sensitivity},
     {"preview", "", 0, 0, "", "every slice the plan removes, and params and MACs before -> after",
      "Shows every tensor slice that would be removed (parameters and activations) and the resulting sizes, without changing the model.",
      cmd_preview},
@@ -91,6 +96,20 @@ const CommandDef command_table[] = {
      cmd_bench},
     {"undo", "", 0, 0, "", "go back to the model before the last apply", "Restores the previous model.", cmd_undo},
     {"redo", "", 0, 0, "", "redo an undone apply", "Re-applies what undo took back.", cmd_redo},
+    {"record", "FILE.shears|off", 1, 1, "force=on|off", "record the session's commands as a script",
+     "Writes every successful command of this session so far to FILE as a script, and appends each later one, so `shears FILE` replays the session headless to the same plan and model. record off stops. Front-end commands (bind, key, quit, dump-screen) are left out.",
+     cmd_record},
+    {"bind", "[KEY [ACTION|COMMAND...]]", 0, 64, "", "bind a key to a workbench action or a command",
+     "In the workbench: bind KEY ACTION (move-down, next-pane, toggle-mark, ...) or bind KEY COMMAND (a command line; %g is the selected group, %u the selected unit, %m the model's name; a leading ':' opens the console with the text instead of running it). bind alone lists the bindings; bind KEY shows one. Keys: a character, Space, Enter, Tab, Esc, Up, PgDn, Home, F5, C-r.",
+     cmd_bind},
+    {"dump-screen", "FILE", 1, 1, "force=on|off", "write the workbench screen as text",
+     "Writes what the workbench shows, one line per terminal row (trailing blanks dropped), e.g. for screen tests.",
+     cmd_dump_screen},
+    {"key", "NAME...", 1, 64, "", "press keys in the workbench",
+     "Presses the named keys as if typed (j, Down, Space, Enter, C-r, ...), e.g. from a script.", cmd_key},
+    {"quit", "", 0, 0, "force=on|off", "leave the workbench (asks when there is unsaved work)",
+     "Leaves the workbench; when the model changed since it was loaded or saved, or units are marked, asks first unless force=on.",
+     cmd_quit},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };
 

@@ -44,6 +44,15 @@ int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt,
 /* Runs the plan. inputs (one per graph input, borrowed) must have the
  * planned shapes and dtypes. */
 int exec_run(ExecPlan *p, Tensor *const *inputs);
+/* Runs again only the steps of nodes with index >= node (graph order),
+ * leaving every value computed before node as the last run left it: after
+ * an exec_run, the effect of changing activations from node on (an
+ * after_node hook zeroing channels) costs only the rest of the graph. The
+ * plan must be made with keep_all (every value keeps its own buffer) and
+ * have run; the inputs of that run must still be valid. Values the rerun
+ * does not recompute must not have been changed since (a hook that
+ * changes values of nodes before node corrupts them). */
+int exec_rerun_from(ExecPlan *p, int node);
 /* Seeds random ops (Dropout) for the next run and backward. */
 void exec_set_seed(ExecPlan *p, uint64_t seed);
 /* Backward pass after exec_run of a training plan (keep_all): output_grads

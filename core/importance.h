@@ -2,7 +2,14 @@
  * criterion scores every unit of a group (higher = more important); the
  * data-driven ones see calibration batches through forward (and backward)
  * passes. Builtins register through the same table as .so plugins
- * (plugins/shears_plugin.h). */
+ * (plugins/shears_plugin.h).
+ *
+ * Builtins, with their exact formulas in the file headers:
+ *   data-free (criteria/magnitude.c):  l1, l2, fpgm, bn, random
+ *   gradients (criteria/gradient.c):   taylor, fisher, head
+ *   activations (criteria/activation.c): act, apoz, wanda
+ * Whole-block groups (GROUP_BLOCK) are not scored yet: block influence
+ * and loss-increase criteria come later. */
 #ifndef SH_IMPORTANCE_H
 #define SH_IMPORTANCE_H
 
@@ -10,6 +17,7 @@
 #include "depgraph.h"
 #include "graph.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,7 +31,26 @@ typedef struct {
     int64_t batch;        /* rows per calibration batch */
     uint64_t seed;        /* random criterion, calibration sampling */
     const DataSubset *calib; /* calibration data (training split), NULL for data-free */
+    int threads;          /* > 1: calibration batches run on this many threads */
+    /* Optional hooks (ctx = hook_ctx), all called on the calling thread.
+     * note receives one line per remark a criterion makes (a group scored
+     * by a fallback, a missing ReLU), without a newline; progress the
+     * fraction of calibration batches done; cancel is polled between
+     * batches (scoring then fails with SH_E_CANCELLED). */
+    void (*note)(void *ctx, const char *text);
+    void (*progress)(void *ctx, double fraction);
+    void *hook_ctx;
+    volatile sig_atomic_t *cancel;
 } ScoreOptions;
+
+/* reduce mean, norm none, 8 batches of 64, seed 1, 1 thread, no
+ * calibration data. */
+ScoreOptions score_options_default(void);
+/* "mean" <-> REDUCE_MEAN, ...; parse returns 0, or SH_E_ARG naming the word. */
+const char *score_reduce_name(ScoreReduce r);
+const char *score_norm_name(ScoreNorm n);
+int score_reduce_parse(const char *s, ScoreReduce *out);
+int score_norm_parse(const char *s, ScoreNorm *out);
 
 /* What a criterion sees. */
 typedef struct ScoreCtx ScoreCtx;
@@ -33,27 +60,46 @@ typedef struct {
     const char *summary;
     bool needs_data;
     /* Fills scores[g][u] for every group g of dg that is not blocked
-     * (scores[g] is preallocated with dg->groups[g].n_units entries). */
+     * (scores[g] is preallocated with dg->groups[g].n_units zeros; NULL
+     * for blocked groups). Higher = more important; finite. */
     int (*score)(const ScoreCtx *sc, double **scores);
+    const void *user;         /* the criterion's own data (a plugin's info); NULL for builtins */
+    const char *origin;       /* NULL for builtins, the .so path for plugins */
 } Criterion;
 
 /* Registered criteria (builtins first, then loaded plugins). */
 int criterion_count(void);
 const Criterion *criterion_at(int i);
 const Criterion *criterion_find(const char *name);
-/* Adds a criterion (plugins); the name must be new. */
+/* Adds a copy of c (plugins); the name must be new and its strings must
+ * outlive the program (a plugin stays loaded). Register from the main
+ * thread, not while a score runs. */
 int criterion_register(const Criterion *c);
 
 /* Scores every group of dg with criterion c. *out is an array of
- * dg->n_groups score arrays (NULL for blocked groups); free with
- * scores_free. */
+ * dg->n_groups score arrays (NULL for blocked groups and for GROUP_BLOCK
+ * groups: block criteria, such as block influence or the loss increase of
+ * bypassing a block, come later); free with scores_free. */
 int importance_score(const Graph *g, const DepGraph *dg, const Criterion *c, const ScoreOptions *opt,
                      double ***out);
 void scores_free(double **scores, int n_groups);
+
+/* Normalizes n scores in place: NORM_MEAN divides by their mean, NORM_MAX
+ * by their max (both skipped when that is 0), NORM_LAMP replaces s_i, in
+ * ascending order s_1 <= ... <= s_n (ties by unit index), by
+ * s_i / sum_{j>=i} s_j (Lee et al. 2021; 0 when the sum is 0). */
+void scores_normalize(double *s, int n, ScoreNorm norm);
 
 /* ---- for criteria ---- */
 const Graph *sc_graph(const ScoreCtx *sc);
 const DepGraph *sc_groups(const ScoreCtx *sc);
 const ScoreOptions *sc_options(const ScoreCtx *sc);
+const Criterion *sc_criterion(const ScoreCtx *sc);
+/* True if value v, a parameter member of some group, is a trainable float
+ * initializer (graph_value_trainable, cached): magnitude criteria read
+ * these, not BatchNorm running statistics. False for other values. */
+bool sc_trainable(const ScoreCtx *sc, int v);
+/* Passes one remark to ScoreOptions.note (printf format). */
+void sc_note(const ScoreCtx *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 
+struct UiHooks;
+
 typedef struct Workspace {
     Graph *model;        /* current model (NULL until load) */
     Graph *original;     /* the model as loaded, for comparison and undo */
@@ -37,6 +39,9 @@ typedef struct Workspace {
     OptState opt;        /* optimizer state carried between train/finetune runs */
     SparsityMasks sparse; /* 2:4 masks held through fine-tuning (n == 0: off) */
     int n_undo, n_redo;
+    /* a front end's hooks for front-end commands (commands/session_ui.h); NULL headless */
+    const struct UiHooks *ui;
+    void *ui_ctx;
 } Workspace;
 
 Workspace *workspace_new(void);
