@@ -85,12 +85,45 @@ static void report_group(Out *o, cJSON *arr, const Group *grp, const double *s)
     cJSON_AddItemToObject(e, "scores", cJSON_CreateDoubleArray(s, grp->n_units));
 }
 
-static void store_scores(Workspace *ws, const DepGraph *dg, double **scores, const char *name)
+/* The name of the scores in ws: "taylor", "influence", or both kinds
+ * ("taylor+influence": channel groups by the first, blocks by the second). */
+static char *merged_name(const char *old, const Criterion *crit, bool kept)
 {
+    if (!kept || !old)
+        return xstrdup(crit->name);
+    const char *plus = strchr(old, '+');
+    const Criterion *prev = criterion_find(old);
+    char chan[128] = "", block[128] = "";
+    if (plus) {
+        snprintf(chan, sizeof chan, "%.*s", (int)(plus - old), old);
+        snprintf(block, sizeof block, "%s", plus + 1);
+    } else if (prev && prev->blocks)
+        snprintf(block, sizeof block, "%s", old);
+    else
+        snprintf(chan, sizeof chan, "%s", old);
+    snprintf(crit->blocks ? block : chan, sizeof chan, "%s", crit->name);
+    char *name = xmalloc(strlen(chan) + strlen(block) + 2);
+    sprintf(name, "%s+%s", chan, block);
+    return name;
+}
+
+/* New scores replace the old ones of the groups they cover; the other
+ * groups keep theirs (block criteria score only blocks, the others only
+ * channels, so both kinds can be scored). */
+static void store_scores(Workspace *ws, const DepGraph *dg, double **scores, const Criterion *crit)
+{
+    bool kept = false;
+    for (int g = 0; ws->scores && g < dg->n_groups; g++)
+        if (!scores[g] && ws->scores[g]) {
+            scores[g] = ws->scores[g];
+            ws->scores[g] = NULL;
+            kept = true;
+        }
     scores_free(ws->scores, dg->n_groups);
     ws->scores = scores;
+    char *name = merged_name(ws->score_name, crit, kept);
     free(ws->score_name);
-    ws->score_name = xstrdup(name);
+    ws->score_name = name;
 }
 
 int cmd_score(Workspace *ws, const Command *c, Out *o)
@@ -131,7 +164,7 @@ int cmd_score(Workspace *ws, const Command *c, Out *o)
     cJSON_AddNumberToObject(o->obj, "seconds", seconds);
     cJSON_AddStringToObject(o->obj, "reduce", score_reduce_name(opt.reduce));
     cJSON_AddStringToObject(o->obj, "norm", score_norm_name(opt.norm));
-    store_scores(ws, dg, scores, crit->name);
+    store_scores(ws, dg, scores, crit);
     return 0;
 }
 

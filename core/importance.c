@@ -25,7 +25,7 @@ struct ScoreCtx {
 
 static const Criterion *const builtins[] = {
     &crit_l1, &crit_l2, &crit_fpgm, &crit_bn, &crit_random, &crit_taylor,
-    &crit_fisher, &crit_act, &crit_apoz, &crit_wanda, &crit_head,
+    &crit_fisher, &crit_act, &crit_apoz, &crit_wanda, &crit_head, &crit_influence, &crit_blockloss,
 };
 #define N_BUILTINS ((int)(sizeof builtins / sizeof *builtins))
 
@@ -192,14 +192,18 @@ int importance_score(const Graph *g, const DepGraph *dg, const Criterion *c, con
             sc.trainable[v] = dg->groups[gi].members[m].param && graph_value_trainable(g, v);
         }
     double **scores = xcalloc((size_t)dg->n_groups + 1, sizeof *scores);
-    NameList blocks = {0};
-    for (int gi = 0; gi < dg->n_groups; gi++) {
-        if (dg->groups[gi].kind == GROUP_BLOCK && !dg->groups[gi].blocked)
-            names_add(&blocks, dg->groups[gi].name);
-        else if (!dg->groups[gi].blocked)
+    int n_scored = 0;
+    for (int gi = 0; gi < dg->n_groups; gi++)
+        if (!dg->groups[gi].blocked && (dg->groups[gi].kind == GROUP_BLOCK) == c->blocks) {
             scores[gi] = xcalloc((size_t)dg->groups[gi].n_units + 1, sizeof **scores);
+            n_scored++;
+        }
+    if (n_scored == 0) {
+        free(scores);
+        free(sc.trainable);
+        return sh_fail(SH_E_STATE, "%s scores %s, and this model has none", c->name,
+                       c->blocks ? "whole residual blocks" : "channel, neuron and head groups");
     }
-    names_note(&sc, &blocks, "whole blocks", "not scored (block criteria come later)");
     if ((rc = c->score(&sc, scores)) < 0 || (rc = check_finite(dg, c, scores)) < 0) {
         scores_free(scores, dg->n_groups);
         free(sc.trainable);

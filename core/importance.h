@@ -8,8 +8,9 @@
  *   data-free (criteria/magnitude.c):  l1, l2, fpgm, bn, random
  *   gradients (criteria/gradient.c):   taylor, fisher, head
  *   activations (criteria/activation.c): act, apoz, wanda
- * Whole-block groups (GROUP_BLOCK) are not scored yet: block influence
- * and loss-increase criteria come later. */
+ *   whole blocks (criteria/block.c):  influence, loss
+ * Block criteria score only GROUP_BLOCK groups; every other criterion
+ * scores every other group. */
 #ifndef SH_IMPORTANCE_H
 #define SH_IMPORTANCE_H
 
@@ -65,6 +66,7 @@ typedef struct {
     int (*score)(const ScoreCtx *sc, double **scores);
     const void *user;         /* the criterion's own data (a plugin's info); NULL for builtins */
     const char *origin;       /* NULL for builtins, the .so path for plugins */
+    bool blocks;              /* scores only whole-block groups (GROUP_BLOCK) */
 } Criterion;
 
 /* Registered criteria (builtins first, then loaded plugins). */
@@ -77,9 +79,9 @@ const Criterion *criterion_find(const char *name);
 int criterion_register(const Criterion *c);
 
 /* Scores every group of dg with criterion c. *out is an array of
- * dg->n_groups score arrays (NULL for blocked groups and for GROUP_BLOCK
- * groups: block criteria, such as block influence or the loss increase of
- * bypassing a block, come later); free with scores_free. */
+ * dg->n_groups score arrays, NULL for blocked groups and for the groups
+ * the criterion does not score (GROUP_BLOCK groups unless c->blocks, the
+ * others if it does); free with scores_free. */
 int importance_score(const Graph *g, const DepGraph *dg, const Criterion *c, const ScoreOptions *opt,
                      double ***out);
 void scores_free(double **scores, int n_groups);

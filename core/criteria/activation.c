@@ -287,7 +287,7 @@ static int score_wanda(const ScoreCtx *sc, double **scores)
 }
 
 const Criterion crit_act = {"act", "mean |activation| of the unit after the producer's ReLU (or at its output)", true,
-                            score_act, NULL, NULL};
-const Criterion crit_apoz = {"apoz", "1 - average percentage of zeros after the ReLU", true, score_apoz, NULL, NULL};
+                            score_act, NULL, NULL, false};
+const Criterion crit_apoz = {"apoz", "1 - average percentage of zeros after the ReLU", true, score_apoz, NULL, NULL, false};
 const Criterion crit_wanda = {"wanda", "|w| times the calibration norm of the input feature it multiplies (Wanda)",
-                              true, score_wanda, NULL, NULL};
+                              true, score_wanda, NULL, NULL, false};

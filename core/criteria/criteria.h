@@ -16,6 +16,7 @@
 extern const Criterion crit_l1, crit_l2, crit_fpgm, crit_bn, crit_random; /* magnitude.c */
 extern const Criterion crit_taylor, crit_fisher, crit_head;               /* gradient.c */
 extern const Criterion crit_act, crit_apoz, crit_wanda;                   /* activation.c */
+extern const Criterion crit_influence, crit_blockloss;                    /* block.c */
 
 /* ---- slices ---- */
 

@@ -195,8 +195,8 @@ static int score_head(const ScoreCtx *sc, double **scores)
 }
 
 const Criterion crit_taylor = {"taylor", "|sum of w * dL/dw| over each unit's parameters, summed over calibration batches",
-                               true, score_taylor, NULL, NULL};
+                               true, score_taylor, NULL, NULL, false};
 const Criterion crit_fisher = {"fisher", "squared gradient of a unit mask at the producer outputs, summed over batches",
-                               true, score_fisher, NULL, NULL};
+                               true, score_fisher, NULL, NULL, false};
 const Criterion crit_head = {"head", "|gradient| of a head mask on the attention output (taylor for other groups)", true,
-                             score_head, NULL, NULL};
+                             score_head, NULL, NULL, false};

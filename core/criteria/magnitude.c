@@ -210,12 +210,12 @@ static int score_random(const ScoreCtx *sc, double **scores)
 }
 
 const Criterion crit_l1 = {"l1", "mean |w| of each unit's parameter slices, averaged over the group's tensors", false,
-                           score_l1, NULL, NULL};
+                           score_l1, NULL, NULL, false};
 const Criterion crit_l2 = {"l2", "RMS of each unit's parameter slices, averaged over the group's tensors", false,
-                           score_l2, NULL, NULL};
+                           score_l2, NULL, NULL, false};
 const Criterion crit_fpgm = {"fpgm", "sum of distances of the unit's filter to the group's other filters (geometric median)",
-                             false, score_fpgm, NULL, NULL};
+                             false, score_fpgm, NULL, NULL, false};
 const Criterion crit_bn = {"bn", "|gamma| of the group's BatchNormalization (l1 where there is none)", false, score_bn,
-                           NULL, NULL};
+                           NULL, NULL, false};
 const Criterion crit_random = {"random", "seeded uniform scores: the control for every other criterion", false,
-                               score_random, NULL, NULL};
+                               score_random, NULL, NULL, false};
