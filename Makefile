@@ -142,6 +142,8 @@ all-tests: $(BIN) $(TEST_BINS) $(TOOL_BINS) $(PLUGINS)
 bench-deps: deps ort-deps
 bench: bench-deps $(BIN) $(TOOL_BINS) $(BENCH_BINS)
 	./bench/run.sh $(BUILD)
+	./bench/train.sh $(BUILD)
+	./bench/prune.sh $(BUILD)
 
 # ---- fuzzing: libFuzzer targets in fuzz/ (clang; not part of test) -----
 # make fuzz [FUZZ_TIME=seconds per target] builds the library with clang's
