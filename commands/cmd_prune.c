@@ -346,13 +346,44 @@ static void report_stats(Out *o, const SurgeryStats *st)
     cJSON_AddNumberToObject(o->obj, "units", st->units);
 }
 
+/* The plan's effect on loss and accuracy before any fine-tuning, measured
+ * on the first n samples of the validation part (else the test split):
+ * the estimate preview gives when data is loaded. */
+static int preview_estimate(const Workspace *ws, const Graph *pruned, int64_t n, Out *o)
+{
+    const char *split = ws->val.n > 0 ? "val" : "test";
+    const DataSubset *set;
+    if (n <= 0 || (!ws->has_train && !ws->has_test) || ws_subset(ws, split, &set) < 0 || set->n == 0)
+        return 0;
+    DataSubset part = *set;
+    if (part.n > n)
+        part.n = n;
+    EvalResult a, b;
+    int rc = evaluate(ws->model, &part, ws->batch, &a);
+    if (rc == 0)
+        rc = evaluate(pruned, &part, ws->batch, &b);
+    if (rc < 0)
+        return rc;
+    out_text(o, "estimated on %lld %s samples, before fine-tuning: loss %.4f -> %.4f (%+.4f), accuracy %.2f%% -> %.2f%%\n",
+             (long long)a.samples, split, a.loss, b.loss, b.loss - a.loss, 100 * a.accuracy, 100 * b.accuracy);
+    cJSON *e = cJSON_AddObjectToObject(o->obj, "estimate");
+    cJSON_AddStringToObject(e, "split", split);
+    cJSON_AddNumberToObject(e, "samples", (double)a.samples);
+    cJSON_AddNumberToObject(e, "loss_before", a.loss);
+    cJSON_AddNumberToObject(e, "loss_after", b.loss);
+    cJSON_AddNumberToObject(e, "accuracy_before", a.accuracy);
+    cJSON_AddNumberToObject(e, "accuracy_after", b.accuracy);
+    return 0;
+}
+
 int cmd_preview(Workspace *ws, const Command *c, Out *o)
 {
-    (void)c;
     const DepGraph *dg;
     CutList cuts;
+    int64_t estimate;
     int rc = ws_groups(ws, &dg);
-    if (rc < 0 || (rc = plan_cuts(ws->model, &ws->plan, dg, &cuts)) < 0)
+    if (rc < 0 || (rc = arg_int(c, "estimate", 1000, 0, INT64_MAX / 2, &estimate)) < 0 ||
+        (rc = plan_cuts(ws->model, &ws->plan, dg, &cuts)) < 0)
         return rc;
     if (plan_count(&ws->plan) == 0) {
         cut_list_done(&cuts);
@@ -396,9 +427,10 @@ int cmd_preview(Workspace *ws, const Command *c, Out *o)
     SurgeryStats st;
     if ((rc = surgery_apply(ws->model, dg, &ws->plan, &pruned, &st)) < 0)
         return rc;
-    graph_free(pruned);
     report_stats(o, &st);
-    return 0;
+    rc = preview_estimate(ws, pruned, estimate, o);
+    graph_free(pruned);
+    return rc;
 }
 
 /* A seeded probe batch for verification: data if loaded, else random. */

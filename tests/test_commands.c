@@ -829,6 +829,33 @@ static void test_echo_prints_key_value_words_as_text(void **state)
     capture_reset(&cap);
 }
 
+/* preview's estimate is the loss and accuracy of the plan applied
+ * without bias compensation, on the same validation samples. */
+static void test_preview_estimate_equals_eval_after_apply(void **state)
+{
+    Fixture *f = *state;
+    cJSON *pre, *before, *after;
+    cmd_ok(f->ws, "load samples/fmnist-cnn.onnx", NULL, NULL);
+    cmd_ok(f->ws, "data fashion-mnist limit=1200 val=0.25 seed=3", NULL, NULL);
+    cmd_ok(f->ws, "score l1", NULL, NULL);
+    cmd_ok(f->ws, "prune ratio=0.4", NULL, NULL);
+    cmd_ok(f->ws, "preview estimate=200", NULL, &pre);
+    cmd_ok(f->ws, "eval split=val limit=200", NULL, &before);
+    cmd_ok(f->ws, "apply compensate=off", NULL, NULL);
+    cmd_ok(f->ws, "eval split=val limit=200", NULL, &after);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(pre, "estimate");
+    assert_non_null(e);
+    assert_string_equal(json_string(e, "split"), "val");
+    assert_true(json_number(e, "samples") == 200);
+    assert_true(fabs(json_number(e, "loss_before") - json_number(before, "loss")) < 1e-6);
+    assert_true(fabs(json_number(e, "loss_after") - json_number(after, "loss")) < 1e-6);
+    assert_true(json_number(e, "accuracy_after") == json_number(after, "accuracy"));
+    assert_true(json_number(e, "loss_after") > json_number(e, "loss_before")); /* 40% of every layer hurts */
+    cJSON_Delete(pre);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+}
+
 static bool only_files(const char *dir, const char *const *names, int n)
 {
     DIR *d = opendir(dir);
@@ -990,6 +1017,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eval_of_a_fixed_batch_model_uses_whole_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_refuses_data_the_model_cannot_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_prints_key_value_words_as_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preview_estimate_equals_eval_after_apply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_refuses_to_overwrite_unless_forced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_writes_npy_outputs_equal_to_exec_run, setup, teardown),
     };
