@@ -63,4 +63,56 @@ static inline void affine_relu_f32(float *dst, const float *src, int64_t n, floa
     }
 }
 
+/* ---- exp, eight wide ---- */
+
+static inline f32x8 select_f32x8(i32x8 mask, f32x8 a, f32x8 b)
+{
+    return (f32x8)((mask & (i32x8)a) | (~mask & (i32x8)b));
+}
+
+/* e^x for x <= 88 (larger x gives e^88): Cephes' expf, a degree-5
+ * polynomial on x - n ln2 scaled by 2^n; within 2 ulp of expf. Below
+ * -87.3 (where e^x leaves the normal floats) it returns 0; NaN stays NaN.
+ * Softmax feeds it x - max <= 0. */
+static inline f32x8 exp_f32x8(f32x8 x)
+{
+    const f32x8 max_x = F32X8_SPLAT(88.0f), min_x = F32X8_SPLAT(-87.3365447504f);
+    const i32x8 under = x < min_x;
+    x = select_f32x8(x > max_x, max_x, x);
+    x = select_f32x8(under, min_x, x);
+    f32x8 fx = x * F32X8_SPLAT(1.44269504088896341f) + F32X8_SPLAT(0.5f);
+    f32x8 fn = __builtin_convertvector(__builtin_convertvector(fx, i32x8), f32x8);
+    fn = select_f32x8(fn > fx, fn - F32X8_SPLAT(1.0f), fn); /* floor: truncation rounds negatives up */
+    f32x8 r = x - fn * F32X8_SPLAT(0.693359375f) - fn * F32X8_SPLAT(-2.12194440e-4f);
+    f32x8 p = F32X8_SPLAT(1.9875691500e-4f);
+    p = p * r + F32X8_SPLAT(1.3981999507e-3f);
+    p = p * r + F32X8_SPLAT(8.3334519073e-3f);
+    p = p * r + F32X8_SPLAT(4.1665795894e-2f);
+    p = p * r + F32X8_SPLAT(1.6666665459e-1f);
+    p = p * r + F32X8_SPLAT(5.0000001201e-1f);
+    p = p * r * r + r + F32X8_SPLAT(1.0f);
+    const i32x8 n = __builtin_convertvector(fn, i32x8);
+    const f32x8 scale = (f32x8)((n + 127) << 23);
+    return (f32x8)((i32x8)(p * scale) & ~under);
+}
+
+/* The largest of x[0..n), n >= 1 (NaN-free input). */
+static inline float max_f32(const float *x, int64_t n)
+{
+    float m = x[0];
+    int64_t i = 0;
+    if (n >= 8) {
+        f32x8 m8 = *(const f32x8 *)x;
+        for (i = 8; i + 8 <= n; i += 8) {
+            f32x8 v = *(const f32x8 *)(x + i);
+            m8 = select_f32x8(v > m8, v, m8);
+        }
+        for (int k = 0; k < 8; k++)
+            m = m8[k] > m ? m8[k] : m;
+    }
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 #endif

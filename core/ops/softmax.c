@@ -8,6 +8,7 @@
 #include "../error.h"
 #include "../depgraph.h"
 #include "../op.h"
+#include "kernels_simd.h"
 
 #include <math.h>
 
@@ -51,27 +52,43 @@ static int softmax_infer(OpCtx *c)
 
 typedef enum { SOFTMAX, LOG_SOFTMAX } SoftmaxKind;
 
+/* Sum of e^(x[i] - m) over a row, eight wide; y (may be x, or NULL)
+ * receives the terms. */
+static double exp_shifted_sum(float *y, const float *x, int64_t n, float m)
+{
+    const f32x8 m8 = F32X8_SPLAT(m);
+    f32x8 s8 = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f32x8 e = exp_f32x8(*(const f32x8 *)(x + i) - m8);
+        if (y)
+            *(f32x8 *)(y + i) = e;
+        s8 += e;
+    }
+    double sum = 0;
+    for (int k = 0; k < 8; k++)
+        sum += s8[k];
+    for (; i < n; i++) {
+        float e = expf(x[i] - m);
+        if (y)
+            y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 /* One contiguous row of n: y = softmax(x) or log-softmax(x). */
 static void softmax_row(float *y, const float *x, int64_t n, SoftmaxKind kind)
 {
-    float m = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        m = x[i] > m ? x[i] : m;
-    double sum = 0;
+    const float m = max_f32(x, n);
     if (kind == SOFTMAX) {
-        for (int64_t i = 0; i < n; i++) {
-            y[i] = expf(x[i] - m);
-            sum += y[i];
-        }
-        const float inv = (float)(1.0 / sum);
+        const float inv = (float)(1.0 / exp_shifted_sum(y, x, n, m));
         for (int64_t i = 0; i < n; i++)
             y[i] *= inv;
     } else {
-        for (int64_t i = 0; i < n; i++)
-            sum += expf(x[i] - m);
         /* (x - max) - log(sum): folding max into the shift first would
          * round it at the scale of max. */
-        const float lse = (float)log(sum);
+        const float lse = (float)log(exp_shifted_sum(NULL, x, n, m));
         for (int64_t i = 0; i < n; i++)
             y[i] = (x[i] - m) - lse;
     }
