@@ -8,7 +8,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 model=${1:-samples/fmnist-cnn.onnx}
-ratio=${2:-0.5}
+ratio=${2:-0.3}
 epochs=${3:-1}
 bin=${SHEARS:-build/shears}
 criteria=${CRITERIA:-"random l1 l2 fpgm bn taylor fisher act apoz wanda"}
