@@ -161,7 +161,7 @@ fuzz:
 	@mkdir -p $(FUZZ_BUILD)/fuzz
 	@for t in $(FUZZ_TARGETS); do echo "  LD $(FUZZ_BUILD)/fuzz/$$t"; \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(subst fuzzer-no-link,fuzzer,$(FUZZ_OPT)) -I. -I$(FUZZ_BUILD)/gen $(PKG_CFLAGS) \
-	    fuzz/$$t.c $(FUZZ_BUILD)/libshears.a $(PKG_LIBS) -lpthread -lm -o $(FUZZ_BUILD)/fuzz/$$t || exit 1; done
+	    fuzz/$$t.c $(FUZZ_BUILD)/libshears.a $(PKG_LIBS) -lpthread -lm -ldl -o $(FUZZ_BUILD)/fuzz/$$t || exit 1; done
 	@for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/corpus/$$t; echo "== $$t ($(FUZZ_TIME) s)"; \
 	  OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_TIME) \
 	    -artifact_prefix=$(FUZZ_BUILD)/ $$(cat fuzz/$$t.options 2>/dev/null) $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; done

@@ -371,8 +371,8 @@ static int maxpool_run_op(OpCtx *c)
         maxpool_run(yf, indices, xf, &ps.s, &r, ps.col_major);
     else
         pool_rows(yf, xf, &ps.s, &r, POOL_MAX, 0, 0, acc_row(&ps.s, mem));
-    for (int64_t i = 0; i < c->out[0]->numel; i++)
-        yu[i] = (uint8_t)yf[i];
+    for (int64_t i = 0; i < c->out[0]->numel; i++) /* a window of padding only: the type's minimum */
+        yu[i] = yf[i] < 0 ? 0 : (uint8_t)yf[i];
     return 0;
 }
 
