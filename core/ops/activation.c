@@ -6,6 +6,7 @@
 #include "../error.h"
 #include "../depgraph.h"
 #include "../op.h"
+#include "kernels_simd.h"
 
 #include <float.h>
 #include <math.h>
@@ -60,8 +61,20 @@ UNARY_F32(tanh, tanhf(v))
 /* log(1+e^v) without overflow for large v. */
 UNARY_F32(softplus, v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v)))
 UNARY_F32(softsign, v / (1.0f + fabsf(v)))
-UNARY_F32(erf, erff(v))
 UNARY_F32(sqrt, sqrtf(v))
+
+/* Erf: eight wide (the GELU of PyTorch exports is Div, Erf, Add, Mul, Mul). */
+static int erf_forward(OpCtx *c)
+{
+    const float *x = tensor_f32(c->in[0]);
+    float *y = tensor_f32(c->out[0]);
+    int64_t n = c->in[0]->numel, i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(f32x8 *)(y + i) = erf_f32x8(*(const f32x8 *)(x + i));
+    for (; i < n; i++)
+        y[i] = erff(x[i]);
+    return 0;
+}
 UNARY_F32(reciprocal, 1.0f / v)
 UNARY_F32(exp, expf(v))
 UNARY_F32(log, logf(v))
@@ -243,7 +256,12 @@ static int gelu_forward(OpCtx *c)
         }
     } else {
         const float inv_sqrt2 = 0.7071067811865476f;
-        for (int64_t i = 0; i < n; i++) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            f32x8 v = *(const f32x8 *)(x + i);
+            *(f32x8 *)(y + i) = F32X8_SPLAT(0.5f) * v * (F32X8_SPLAT(1.0f) + erf_f32x8(v * F32X8_SPLAT(inv_sqrt2)));
+        }
+        for (; i < n; i++) {
             float v = x[i];
             y[i] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));
         }
