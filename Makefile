@@ -1,10 +1,11 @@
 # shears — build, test, run. `make run` and `make test` set everything up.
 #   make            build the shears binary
-#   make run        set up, then run the main job on the bundled sample
+#   make run        set up, then open the workbench on the bundled sample
+#                   (on a terminal; otherwise the headless main job)
 #   make test       set up, build and pass every test
 #   make SAN=1 test the same under AddressSanitizer + UBSan
 #   make CC=clang   build with clang
-#   make bench      benchmarks beside ONNX Runtime (not part of test)
+#   make bench      benchmarks beside ONNX Runtime, and the workbench's (not part of test)
 #   make fuzz       libFuzzer targets (clang; not part of test)
 
 CC ?= cc
@@ -17,7 +18,7 @@ endif
 
 APT_PACKAGES := build-essential pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler \
 	libonnx-dev libcjson-dev zlib1g-dev libncurses-dev libreadline-dev libcmocka-dev \
-	dataset-fashion-mnist libonnx-testdata
+	dataset-fashion-mnist libonnx-testdata tmux
 # Node.js and npm (test tooling: ONNX Runtime) come from Debian only when the
 # machine has no npm already (some images ship NodeSource's nodejs, which
 # bundles npm and conflicts with Debian's npm package).
@@ -44,6 +45,9 @@ CMD_SRC := $(wildcard commands/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC) $(CMD_SRC)) $(BUILD)/obj/gen/onnx.pb-c.o
 LIB := $(BUILD)/libshears.a
 BIN := $(BUILD)/shears
+# The workbench (tui/): ncurses (wide) and GNU readline, only in the binary.
+TUI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tui/*.c))
+TUI_LIBS = $(shell pkg-config --libs ncursesw readline 2>/dev/null || echo -lncursesw -ltinfo -lreadline)
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -54,7 +58,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .SECONDARY:
-.PHONY: all deps run test unit-tests conformance interop bench bench-deps fuzz clean check-deps ort-deps
+.PHONY: all deps run test bench-ui unit-tests conformance interop bench bench-deps fuzz clean check-deps ort-deps
 all: $(BIN)
 
 # ---- setup --------------------------------------------------------------
@@ -95,9 +99,9 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/tui/main.o $(LIB)
+$(BIN): $(TUI_OBJ) $(LIB)
 	@echo "  LD $@"
-	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+	@$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL) $(TUI_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT) $(LIB)
 	@mkdir -p $(dir $@)
@@ -144,6 +148,12 @@ bench: bench-deps $(BIN) $(TOOL_BINS) $(BENCH_BINS)
 	./bench/run.sh $(BUILD)
 	./bench/train.sh $(BUILD)
 	./bench/prune.sh $(BUILD)
+	$(MAKE) --no-print-directory bench-ui
+
+# The workbench: keystroke to redraw on a generated 1,000-node model, and
+# the longest UI stall while jobs run (tui/bench_ui.c).
+bench-ui: $(BIN)
+	OPENBLAS_NUM_THREADS=1 $(BIN) --bench-ui
 
 # ---- fuzzing: libFuzzer targets in fuzz/ (clang; not part of test) -----
 # make fuzz [FUZZ_TIME=seconds per target] builds the library with clang's
