@@ -17,6 +17,9 @@ echo "|---|---|---|---|"
 best() { sort -g | head -1; }
 g=$(for i in 1 2 3; do "$bin" -c "$(model fmnist-vit); groups" | sed -n 's/.*(built in \([0-9.]*\) ms).*/\1/p'; done | best)
 echo "| dependency groups | fmnist-vit (163 nodes) | $g ms | < 10 ms |"
+t=$(for i in 1 2 3; do "$bin" --threads 1 -c "$(model fmnist-cnn); data fashion-mnist limit=1000; score taylor batches=8" |
+    sed -n 's/^scored .* in \([0-9.]*\) s .*/\1/p'; done | best)
+echo "| score taylor, 8 batches of 64, 1 thread | fmnist-cnn | $t s | < 1 s |"
 for m in fmnist-cnn fmnist-resnet fmnist-vit; do
     a=$(for i in 1 2 3; do "$bin" -c "$(model $m); score l1; prune ratio=0.5; apply" | sed -n 's/^applied: .* in \([0-9.]*\) ms.*/\1/p'; done | best)
     echo "| apply 50% of every group (surgery with weight copies; verify and bias compensation not included) | $m | $a ms | < 50 ms |"

@@ -1113,18 +1113,9 @@ static void test_criteria_lists_every_builtin(void **state)
     workspace_free(ws);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-/* About 0.5 s on one core of a 2-core machine (8 forward and backward
- * passes of 64 images dominate); the bound leaves room for a busy machine
- * and still catches a slow path. */
-static void test_taylor_on_the_sample_cnn_takes_under_a_second(void **state)
+/* score taylor through the command on the trained sample: every group but
+ * the blocked head is scored. */
+static void test_taylor_scores_the_sample_cnn_through_the_command(void **state)
 {
     (void)state;
     Workspace *ws = workspace_new();
@@ -1145,10 +1136,12 @@ static void test_taylor_on_the_sample_cnn_takes_under_a_second(void **state)
         run_ok(ws, "score taylor batches=8", &cap);
         best = fmin(best, now_seconds() - t0);
     }
+    /* timed for information only: the target (< 1 s) is checked by make bench */
     printf("score taylor batches=8 on samples/fmnist-cnn.onnx: %.3f s (best of 2)\n", best);
-#ifndef SANITIZED
-    assert_true(best < 1.0);
-#endif
+    int scored = 0;
+    for (int gi = 0; ws->dg && gi < ws->dg->n_groups; gi++)
+        scored += ws->scores && ws->scores[gi] != NULL;
+    assert_int_equal(scored, 4); /* conv1, conv5, conv9, conv12; the head reaches the output */
     free(cap.buf);
     workspace_free(ws);
 }
@@ -1177,7 +1170,7 @@ int main(void)
         cmocka_unit_test(test_progress_reaches_one_and_cancel_stops_scoring),
         cmocka_unit_test(test_score_mark_apply_removes_exactly_the_lowest_units),
         cmocka_unit_test(test_criteria_lists_every_builtin),
-        cmocka_unit_test(test_taylor_on_the_sample_cnn_takes_under_a_second),
+        cmocka_unit_test(test_taylor_scores_the_sample_cnn_through_the_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
