@@ -134,6 +134,21 @@ static void test_vector_erf_matches_libm(void **state)
     assert_true(fabsf(e[5] - 1.1283791e-30f) < 1e-36f && e[6] < 0);
 }
 
+/* An empty normalized axis ([2, 0]) gives an empty output (found by fuzz_ops). */
+static void test_softmax_of_an_empty_axis_is_empty(void **state)
+{
+    (void)state;
+    Shape s = shape_of(2, (int64_t)2, (int64_t)0);
+    Tensor *x = t_f32(&s, NULL);
+    Tensor *y = run_ok("Softmax", 13, 0, 0, x);
+    assert_int_equal(y->numel, 0);
+    tensor_free(y);
+    y = run_ok("LogSoftmax", 13, 0, 0, x);
+    assert_int_equal(y->numel, 0);
+    tensor_free(y);
+    tensor_free(x);
+}
+
 static void test_softmax_hand_values(void **state)
 {
     (void)state;
@@ -301,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_vector_exp_matches_libm),
         cmocka_unit_test(test_vector_erf_matches_libm),
         cmocka_unit_test(test_softmax_hand_values),
+        cmocka_unit_test(test_softmax_of_an_empty_axis_is_empty),
         cmocka_unit_test(test_softmax_default_axis_changes_at_opset_13),
         cmocka_unit_test(test_softmax_family_matches_naive_on_every_axis_and_opset),
         cmocka_unit_test(test_softmax_is_stable_for_large_inputs),

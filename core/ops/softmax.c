@@ -80,6 +80,8 @@ static double exp_shifted_sum(float *y, const float *x, int64_t n, float m)
 /* One contiguous row of n: y = softmax(x) or log-softmax(x). */
 static void softmax_row(float *y, const float *x, int64_t n, SoftmaxKind kind)
 {
+    if (n <= 0) /* an empty axis */
+        return;
     const float m = max_f32(x, n);
     if (kind == SOFTMAX) {
         const float inv = (float)(1.0 / exp_shifted_sum(y, x, n, m));
