@@ -217,6 +217,9 @@ static void drop_history(Graph **stack, Plan *plans, int *n)
 }
 
 /* Makes g current with plan (taken), forgetting groups and scores. */
+/* The optimizer state belongs to the model it was trained on: stepping
+ * to another model in the history drops it, so a later fine-tune starts
+ * fresh (apply slices it instead, keeping it for the pruned model). */
 static void become(Workspace *ws, Graph *g, Plan *plan)
 {
     ws->model = g;
@@ -243,6 +246,7 @@ int ws_undo(Workspace *ws)
     push(&ws->redo, &ws->redo_plan, &ws->n_redo, ws->model, &ws->plan);
     plan_init(&ws->plan, 0);
     ws->n_undo--;
+    opt_state_done(&ws->opt);
     become(ws, ws->undo[ws->n_undo], &ws->undo_plan[ws->n_undo]);
     return 0;
 }
@@ -254,6 +258,7 @@ int ws_redo(Workspace *ws)
     push(&ws->undo, &ws->undo_plan, &ws->n_undo, ws->model, &ws->plan);
     plan_init(&ws->plan, 0);
     ws->n_redo--;
+    opt_state_done(&ws->opt);
     become(ws, ws->redo[ws->n_redo], &ws->redo_plan[ws->n_redo]);
     return 0;
 }

@@ -829,6 +829,26 @@ static void test_echo_prints_key_value_words_as_text(void **state)
     capture_reset(&cap);
 }
 
+/* undo and redo step to another model: the optimizer state of the one
+ * left behind is dropped (a later fine-tune starts fresh). */
+static void test_undo_drops_the_optimizer_state(void **state)
+{
+    Fixture *f = *state;
+    cmd_ok(f->ws, "load samples/fmnist-cnn.onnx", NULL, NULL);
+    cmd_ok(f->ws, "data fashion-mnist limit=256 val=0.25 seed=3", NULL, NULL);
+    cmd_ok(f->ws, "score l1", NULL, NULL);
+    cmd_ok(f->ws, "prune ratio=0.3", NULL, NULL);
+    cmd_ok(f->ws, "apply compensate=off", NULL, NULL);
+    cmd_ok(f->ws, "finetune epochs=1 batch=64 opt=adamw", NULL, NULL);
+    assert_true(f->ws->opt.n > 0);
+    cmd_ok(f->ws, "undo", NULL, NULL);
+    assert_int_equal(f->ws->opt.n, 0);
+    cmd_ok(f->ws, "finetune epochs=1 batch=64 opt=adamw", NULL, NULL);
+    assert_true(f->ws->opt.n > 0);
+    cmd_ok(f->ws, "redo", NULL, NULL);
+    assert_int_equal(f->ws->opt.n, 0);
+}
+
 /* preview's estimate is the loss and accuracy of the plan applied
  * without bias compensation, on the same validation samples. */
 static void test_preview_estimate_equals_eval_after_apply(void **state)
@@ -1018,6 +1038,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eval_refuses_data_the_model_cannot_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_prints_key_value_words_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preview_estimate_equals_eval_after_apply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undo_drops_the_optimizer_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_refuses_to_overwrite_unless_forced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_writes_npy_outputs_equal_to_exec_run, setup, teardown),
     };
