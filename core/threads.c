@@ -32,10 +32,16 @@ typedef struct {
     int i, rc;
 } Task;
 
+static _Thread_local int parallel_depth; /* > 0 inside a task of sh_run_parallel */
+
+bool sh_in_parallel(void) { return parallel_depth > 0; }
+
 static void *task_main(void *arg)
 {
     Task *t = arg;
+    parallel_depth++;
     t->rc = t->fn(t->i, t->ctx);
+    parallel_depth--;
     return NULL;
 }
 
@@ -63,7 +69,7 @@ int sh_run_parallel(int n, int (*fn)(int i, void *ctx), void *ctx)
         if (started[i])
             pthread_join(ids[i], NULL);
         else
-            tasks[i].rc = fn(i, ctx); /* no thread: run it here */
+            task_main(&tasks[i]); /* no thread: run it here */
     }
     for (int i = 0; i < n && rc == 0; i++)
         rc = tasks[i].rc;

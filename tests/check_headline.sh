@@ -13,7 +13,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/shears-headline.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail() { echo "headline: FAIL $*"; exit 1; }
 "$bin" --threads 1 -c "load samples/fmnist-cnn.onnx; data fashion-mnist limit=10000 val=0.1 seed=1; \
-eval split=test limit=2000; score taylor batches=8; prune macs=0.5 scope=global round_to=4; apply; \
+eval split=test limit=2000; score taylor batches=8; prune macs=0.5 scope=global round_to=16; apply; \
 finetune epochs=2 distill=4 seed=1; eval split=test limit=2000; export $work/pruned.onnx" >"$work/log" 2>&1 ||
     fail "the pruning session failed: $(tail -1 "$work/log")"
 acc() { grep '^eval test:' "$work/log" | sed -n "$1p" | sed 's/.*accuracy \([0-9.]*\)%.*/\1/'; }

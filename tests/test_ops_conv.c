@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/ops/conv.h"
 #include "core/ops/kernels.h"
+#include "core/threads.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -188,6 +189,33 @@ static void test_conv_matches_reference_on_random_shapes(void **state)
         run++;
     }
     printf("conv random cases: %d, worst max abs diff %.3g\n", run, worst);
+}
+
+/* With 2 and 3 threads a large enough convolution cuts its batch into
+ * parts on their own threads (batches that do not divide evenly, groups,
+ * strides, fused bias): the result still matches the reference. */
+static void test_conv_split_over_threads_matches_reference(void **state)
+{
+    (void)state;
+    TRng r;
+    trng_seed(&r, 5);
+    const Case cases[] = {
+        {.nd = 2, .n = 5, .cin = 16, .cout = 32, .group = 1, .in = {24, 24}, .k = {3, 3}, .stride = {1, 1},
+         .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
+        {.nd = 2, .n = 7, .cin = 32, .cout = 32, .group = 4, .in = {20, 20}, .k = {3, 3}, .stride = {2, 2},
+         .dil = {1, 1}, .pb = {1, 0}, .pe = {0, 1}, .bias = false},
+        {.nd = 2, .n = 4, .cin = 64, .cout = 64, .group = 1, .in = {7, 7}, .k = {3, 3}, .stride = {1, 1},
+         .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
+    };
+    for (int threads = 2; threads <= 3; threads++) {
+        sh_set_threads(threads);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            char label[64];
+            snprintf(label, sizeof label, "conv case %zu on %d threads", i, threads);
+            check_conv_case(&r, &cases[i], label);
+        }
+    }
+    sh_set_threads(1);
 }
 
 static void test_conv_hand_computed_spec_example(void **state)
@@ -643,6 +671,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_matches_reference_on_random_shapes),
+        cmocka_unit_test(test_conv_split_over_threads_matches_reference),
         cmocka_unit_test(test_conv_hand_computed_spec_example),
         cmocka_unit_test(test_conv_every_algorithm_matches_reference),
         cmocka_unit_test(test_conv_pointwise_needs_no_im2col_scratch),

@@ -7,8 +7,10 @@
 #include "../op.h"
 #include "grad.h"
 #include "kernels.h"
+#include "../threads.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <string.h>
 
 /* What both ops read from a node: the normalized shape and the output. */
@@ -146,12 +148,75 @@ static int conv_infer(OpCtx *c)
     return 0;
 }
 
+/* ---- batch split ---- */
+
+/* OpenBLAS leaves the small GEMMs of a chunked convolution on one thread,
+ * so with T threads the batch is cut into T parts of ceil(N/T) images,
+ * each convolved on its own thread with a single-threaded plan. */
+#define SPLIT_MIN_MACS_PER_PART (1 << 20) /* below this, thread start-up costs more than it saves */
+
+static ConvShape part_shape(const ConvShape *s, int parts)
+{
+    ConvShape p = *s;
+    p.n = (s->n + parts - 1) / parts;
+    return p;
+}
+
+static size_t part_scratch(const ConvShape *s, int parts)
+{
+    ConvShape p = part_shape(s, parts);
+    return (conv_plan(&p, 1).scratch_bytes + 63) / 64 * 64;
+}
+
+/* Parts the batch splits into with the current thread count (1: none). */
+static int conv_parts(const ConvShape *s)
+{
+    int t = sh_get_threads();
+    if (t > CONV_PLAN_MAX_THREADS)
+        t = CONV_PLAN_MAX_THREADS;
+    if (t < 2 || sh_in_parallel() || s->n < t)
+        return 1;
+    ConvShape p = part_shape(s, t);
+    int64_t per_part = p.n * s->cout * p.out[0] * p.out[1] * p.out[2] * (s->cin / s->group) * s->k[0] * s->k[1] * s->k[2];
+    return per_part >= SPLIT_MIN_MACS_PER_PART ? t : 1;
+}
+
+typedef struct {
+    const ConvShape *s;
+    float *y;
+    const float *x, *w, *b;
+    int relu, parts;
+    char *scratch;
+    size_t stride;
+} ConvSplit;
+
+static int conv_part(int i, void *ctx)
+{
+    const ConvSplit *cs = ctx;
+    ConvShape p = part_shape(cs->s, cs->parts);
+    const int64_t start = i * p.n, in_img = cs->s->cin * cs->s->in[0] * cs->s->in[1] * cs->s->in[2],
+                  out_img = cs->s->cout * cs->s->out[0] * cs->s->out[1] * cs->s->out[2];
+    if (start >= cs->s->n)
+        return 0;
+    if (start + p.n > cs->s->n)
+        p.n = cs->s->n - start;
+    ConvPlan plan = conv_plan(&p, 1);
+    conv_forward(cs->y + start * out_img, cs->x + start * in_img, cs->w, cs->b, &p, &plan, cs->relu,
+                 (float *)(void *)(cs->scratch + (size_t)i * cs->stride));
+    return 0;
+}
+
 static size_t conv_scratch(const OpCtx *c)
 {
     ConvSetup cs;
     if (conv_setup(c, &cs) < 0 || cs.s.n < 0)
         return 0;
-    return conv_scratch_bound(&cs.s);
+    size_t most = conv_scratch_bound(&cs.s);
+    for (int t = 2; t <= CONV_PLAN_MAX_THREADS; t++) { /* the thread count may change before the run */
+        size_t b = (size_t)t * part_scratch(&cs.s, t);
+        most = b > most ? b : most;
+    }
+    return most;
 }
 
 static int conv_run(OpCtx *c)
@@ -160,14 +225,23 @@ static int conv_run(OpCtx *c)
     int rc = conv_setup(c, &cs);
     if (rc < 0)
         return rc;
+    const ConvFusion *fusion = c->fused;
+    const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
+    const int parts = conv_parts(&cs.s);
+    if (parts > 1 && c->scratch_bytes >= (size_t)parts * part_scratch(&cs.s, parts)) {
+        ConvSplit sp = {&cs.s, tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
+                        B ? tensor_f32(B) : NULL, fusion ? fusion->relu : 0, parts, c->scratch,
+                        part_scratch(&cs.s, parts)};
+        if (sh_run_parallel(parts, conv_part, &sp) < 0)
+            return op_fail(c, SH_E_NOMEM, "could not start the convolution's threads");
+        return 0;
+    }
     /* the BLAS thread count can change between planning and running;
      * conv_scratch_bound covered every count */
     ConvPlan p = conv_plan(&cs.s, openblas_get_num_threads());
     if (c->scratch_bytes < p.scratch_bytes || (p.scratch_bytes && !c->scratch))
         return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", p.scratch_bytes,
                        c->scratch_bytes);
-    const ConvFusion *fusion = c->fused;
-    const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
     conv_forward(tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
                  B ? tensor_f32(B) : NULL, &cs.s, &p, fusion ? fusion->relu : 0, c->scratch);
     return 0;
