@@ -72,6 +72,7 @@ struct ExecPlan {
     Tensor *grad;         /* per value: dL/dv (data in grad_arena or the caller's block) */
     float *grad_arena;
     size_t grad_floats;
+    bool *grad_zeroed;    /* per value, this backward: its arena buffer was cleared */
 };
 
 /* ---- shapes ---- */
@@ -170,6 +171,7 @@ void exec_free(ExecPlan *p)
     free(p->needs_grad);
     free(p->grad);
     free(p->grad_arena);
+    free(p->grad_zeroed);
     free(p);
 }
 
@@ -873,6 +875,7 @@ static int alloc_grads(ExecPlan *p)
     const Graph *g = p->g;
     mark_needs_grad(p);
     p->grad = xcalloc((size_t)g->n_values + 1, sizeof *p->grad);
+    p->grad_zeroed = xcalloc((size_t)g->n_values + 1, sizeof *p->grad_zeroed);
     size_t total = 0;
     for (int v = 0; v < g->n_values; v++)
         if (p->needs_grad[v] && p->slots[v].kind != SLOT_CONST)
@@ -892,6 +895,17 @@ static int alloc_grads(ExecPlan *p)
         }
     }
     return 0;
+}
+
+/* Clears value v's arena gradient the first time this backward touches it
+ * (just before it is written or read, while it is about to be in cache:
+ * clearing the whole arena up front costs a pass over cold memory). */
+static void grad_touch(ExecPlan *p, int v)
+{
+    if (p->grad_zeroed[v] || p->slots[v].kind == SLOT_CONST)
+        return;
+    memset(p->grad[v].data, 0, (size_t)p->grad[v].numel * sizeof(float));
+    p->grad_zeroed[v] = true;
 }
 
 static int backward_step(ExecPlan *p, Step *st)
@@ -916,6 +930,12 @@ static int backward_step(ExecPlan *p, Step *st)
     if (!n->op->backward)
         return sh_fail(SH_E_UNSUPPORTED, "node '%s' (%s) has no gradient; cannot train through it",
                        n->name, n->op_type);
+    for (int k = 0; k < n->n_out; k++) /* an output no consumer differentiated reads as zeros */
+        if (gout[k])
+            grad_touch(p, n->out[k]);
+    for (int k = 0; k < n->n_in; k++)
+        if (gin[k])
+            grad_touch(p, n->in[k]);
     OpCtx c = {.node = n, .opset = p->g->opset, .n_in = st->n_in, .n_out = n->n_out, .in = st->in,
                .out = st->out, .scratch = p->scratch, .scratch_bytes = p->scratch_bytes,
                .training = p->opt.training, .seed = node_seed(p, st->node)};
@@ -930,8 +950,7 @@ int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)
         return sh_fail(SH_E_STATE, "backward needs a plan made with keep_all");
     if (!p->grad && (rc = alloc_grads(p)) < 0)
         return rc;
-    if (p->grad_floats)
-        memset(p->grad_arena, 0, p->grad_floats * sizeof(float));
+    memset(p->grad_zeroed, 0, (size_t)g->n_values * sizeof *p->grad_zeroed);
     for (int v = 0; v < g->n_values; v++)
         if (p->needs_grad[v] && p->slots[v].kind == SLOT_CONST)
             p->grad[v].data = grads + (tensor_f32(&p->slots[v].t) - p->opt.params);
@@ -941,6 +960,7 @@ int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)
             continue;
         if (output_grads[k]->numel != p->grad[v].numel)
             return sh_fail(SH_E_SHAPE, "the gradient of output '%s' has the wrong size", g->values[v].name);
+        grad_touch(p, v);
         float *d = tensor_f32(&p->grad[v]);
         const float *s = tensor_f32(output_grads[k]);
         for (int64_t i = 0; i < output_grads[k]->numel; i++)
@@ -949,6 +969,9 @@ int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)
     for (int s = p->n_steps - 1; s >= 0; s--)
         if ((rc = backward_step(p, &p->steps[s])) < 0)
             return rc;
+    for (int v = 0; v < g->n_values; v++) /* gradients nothing reached are zeros (exec_value_grad) */
+        if (p->needs_grad[v])
+            grad_touch(p, v);
     return 0;
 }
 

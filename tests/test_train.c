@@ -145,6 +145,13 @@ static void test_network_gradients_match_finite_differences(void **state)
     }
     printf("MLP parameter gradients: worst error %.3f of tolerance\n", worst);
     assert_true(worst <= 1);
+    /* a second backward on the same plan starts from zero again: activation
+     * gradients are cleared as each is first touched, not left over */
+    float *again = xcalloc((size_t)g->param_len, sizeof *again);
+    batch_loss(p, x, y, d);
+    assert_int_equal(exec_backward(p, dts, again), 0);
+    assert_memory_equal(grads, again, sizeof(float) * (size_t)g->param_len);
+    free(again);
     free(grads);
     exec_free(p);
     tensor_free(x);
