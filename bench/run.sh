@@ -31,6 +31,10 @@ for arch in samples/fmnist-cnn samples/fmnist-resnet samples/fmnist-vit; do
     fi
 done
 
+label() { # a model's name: the file's, or its folder's for .../NAME/model.onnx
+    if [ "$(basename "$1")" = model.onnx ]; then basename "$(dirname "$1")"; else basename "$1" .onnx; fi | sed 's/^test_//'
+}
+
 row() { # row MODEL BATCH THREADS
     s=$("$bf" "$1" --batch "$2" --threads "$3" --iters "$iters" --warmup "$warmup" 2>/dev/null) || return 1
     o=$(node tests/ort/bench.js "$1" --batch "$2" --threads "$3" --iters "$iters" --warmup "$warmup" 2>/dev/null) || return 1
@@ -39,7 +43,7 @@ row() { # row MODEL BATCH THREADS
     rows=$(field batch "$s")
     ips=$(awk -v a="$sm" -v n="$rows" 'BEGIN { printf "%.0f", n / a * 1000 }')
     printf "| %s | %s | %s | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %s | %s |\n" \
-        "$(basename "$1" .onnx | sed 's/^test_//')" "$rows" "$3" "$sm" "$(field min_ms "$s")" "$(field max_ms "$s")" \
+        "$(label "$1")" "$rows" "$3" "$sm" "$(field min_ms "$s")" "$(field max_ms "$s")" \
         "$om" "$(field min_ms "$o")" "$(field max_ms "$o")" "$ratio" "$ips"
     echo "$ratio" >> "$out/ratios.$4"
 }
