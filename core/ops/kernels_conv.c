@@ -710,7 +710,9 @@ ConvPlan conv_plan(const ConvShape *s, int threads)
     /* depthwise (or nearly): a GEMM with M of 1-3 rows is mostly overhead */
     if (cin_g == 1 && cout_g < 4)
         return conv_plan_with(s, CONV_DIRECT, 0);
-    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0) {
+    /* Winograd's 16 GEMMs have N = tiles: with few tiles in all (one small
+     * image) they are too thin, and plain GEMM wins */
+    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0 && wino_geom(s).tiles * s->n >= 64) {
         /* V and M (16 x (cin+cout) x tiles floats) near 512 KB */
         ConvPlan p = conv_plan_with(s, CONV_WINOGRAD, chunk_for(8192 / (cin_g + cout_g), wino_geom(s).tiles, s->n));
         if (p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP)
