@@ -275,6 +275,9 @@ static const Case ALGO_CASES[] = {
     {.nd = 2, .n = 2, .cin = 3, .cout = 5, .group = 1, .in = {6, 40}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 2}, .pb = {1, 2}, .pe = {1, 2}, .bias = true},
     {.nd = 1, .n = 2, .cin = 2, .cout = 4, .group = 1, .in = {50}, .k = {5}, .stride = {1}, .dil = {1}, .pb = {3}, .pe = {1}},
     {.nd = 2, .n = 2, .cin = 2, .cout = 6, .group = 1, .in = {5, 33}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {0, 4}, .pe = {2, 0}},
+    /* stride 2 in both dims on small maps: im2col from a zero-padded copy (odd and even sizes, dilation) */
+    {.nd = 2, .n = 3, .cin = 5, .cout = 6, .group = 1, .in = {14, 13}, .k = {3, 3}, .stride = {2, 2}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 0}, .bias = true},
+    {.nd = 2, .n = 2, .cin = 4, .cout = 4, .group = 2, .in = {9, 10}, .k = {3, 2}, .stride = {2, 2}, .dil = {2, 1}, .pb = {0, 1}, .pe = {2, 1}},
     /* same-size outputs with stride 1: the shift algorithm's shapes */
     {.nd = 2, .n = 5, .cin = 6, .cout = 4, .group = 1, .in = {7, 7}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
     {.nd = 2, .n = 3, .cin = 4, .cout = 6, .group = 2, .in = {6, 5}, .k = {3, 2}, .stride = {1, 1}, .dil = {2, 1}, .pb = {0, 1}, .pe = {4, 0}, .bias = true},

@@ -224,8 +224,8 @@ static bool padded_direct_ok(const ConvShape *s)
 }
 
 /* Padded plane PH x PW: output (oh, ow) reads (oh + kh*dh, ow + kw*dw). */
-static int64_t padded_h(const ConvShape *s) { return s->out[1] + (s->k[1] - 1) * s->dil[1]; }
-static int64_t padded_w(const ConvShape *s) { return s->out[2] + (s->k[2] - 1) * s->dil[2]; }
+static int64_t padded_h(const ConvShape *s) { return (s->out[1] - 1) * s->stride[1] + (s->k[1] - 1) * s->dil[1] + 1; }
+static int64_t padded_w(const ConvShape *s) { return (s->out[2] - 1) * s->stride[2] + (s->k[2] - 1) * s->dil[2] + 1; }
 
 static size_t padded_direct_floats(const ConvShape *s)
 {
@@ -257,8 +257,11 @@ static void pad_plane(float *xp, const float *x, const ConvShape *s)
  * planes, where per-row edge handling dominates; slower from 14x14 up. */
 static bool padded_im2col_ok(const ConvShape *s)
 {
-    return s->in[0] == 1 && s->out[0] == 1 && s->k[0] == 1 && s->stride[1] == 1 &&
-           s->stride[2] == 1 && s->out[2] < 12;
+    if (s->in[0] != 1 || s->out[0] != 1 || s->k[0] != 1)
+        return false;
+    if (s->stride[1] == 1 && s->stride[2] == 1)
+        return s->out[2] < 12;
+    return s->stride[1] == 2 && s->stride[2] == 2 && s->out[2] < 16;
 }
 
 static int64_t padded_image_floats(const ConvShape *s)
@@ -295,13 +298,19 @@ void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape 
     const int64_t taps = s->k[1] * s->k[2], in_vol = s->in[1] * s->in[2];
     for (int64_t ch = 0; ch < c; ch++)
         pad_plane(pad_buf + ch * PH * PW, x + ch * in_vol, s);
+    const int64_t sh = s->stride[1], sw = s->stride[2];
     for (int64_t kh = 0, t = 0; kh < s->k[1]; kh++)
         for (int64_t kw = 0; kw < s->k[2]; kw++, t++)
             for (int64_t ch = 0; ch < c; ch++) {
                 const float *src = pad_buf + ch * PH * PW + kh * s->dil[1] * PW + kw * s->dil[2];
                 float *dst = col + (ch * taps + t) * ldc;
-                for (int64_t oh = 0; oh < OH; oh++)
-                    copy_row(dst + oh * OW, src + oh * PW, OW);
+                if (sw == 1)
+                    for (int64_t oh = 0; oh < OH; oh++)
+                        copy_row(dst + oh * OW, src + oh * sh * PW, OW);
+                else
+                    for (int64_t oh = 0; oh < OH; oh++)
+                        for (int64_t ow = 0; ow < OW; ow++) /* stride 2: every other element */
+                            dst[oh * OW + ow] = src[oh * sh * PW + ow * 2];
             }
 }
 
