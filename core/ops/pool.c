@@ -275,6 +275,11 @@ static void pool_rows(float *y, const float *x, const PoolShape *s, const PoolRa
                 const bool pairs = kind != POOL_LP && sw == 2 && s->k[2] == 2 && dw == 1;
                 const float inv_full = 1.0f / (float)(count_include_pad ? r->padded[0][od] * r->padded[1][oh] * 2 : rows * 2);
                 for (int64_t ow = 0; ow < OW; ow++) {
+                    /* the tail: the last eight outputs as one vector overlapping
+                     * the ones already written, when all eight windows lie inside */
+                    if (pairs && ow + 8 > OW && ow > OW - 8 && OW >= 8 && r->lo[2][OW - 8] == 0 &&
+                        r->hi[2][OW - 1] == 2)
+                        ow = OW - 8;
                     if (pairs && ow + 8 <= OW && r->lo[2][ow] == 0 && r->hi[2][ow + 7] == 2) {
                         const float *a = acc + 2 * ow - s->pad[2];
                         const f32x8 lo8 = *(const f32x8 *)a, hi8 = *(const f32x8 *)(a + 8);
