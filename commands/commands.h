@@ -63,6 +63,15 @@ int command_run(Workspace *ws, const Command *c, Out *o);
  * per command on stdout. Stops at the first failure unless keep-going is
  * set. Returns 0 if every command succeeded. */
 int run_script_text(Workspace *ws, const char *text, const char *origin, Out *o);
+/* The same, with hooks around each command (NULL: none): before runs
+ * first, after gets the command's return code (a front end records the
+ * session with them). */
+typedef struct {
+    void (*before)(void *ctx, Workspace *ws, const Command *c);
+    void (*after)(void *ctx, Workspace *ws, const Command *c, int rc);
+    void *ctx;
+} ScriptHooks;
+int run_script_text_hooked(Workspace *ws, const char *text, const char *origin, Out *o, const ScriptHooks *h);
 int run_script_file(Workspace *ws, const char *path, Out *o);
 
 /* Completion words: calls emit for every command name (arg_index < 0) or

@@ -214,6 +214,11 @@ static void print_json(const cJSON *obj)
 
 int run_script_text(Workspace *ws, const char *text, const char *origin, Out *o)
 {
+    return run_script_text_hooked(ws, text, origin, o, NULL);
+}
+
+int run_script_text_hooked(Workspace *ws, const char *text, const char *origin, Out *o, const ScriptHooks *h)
+{
     CommandList list;
     int rc = parse_commands(text, &list), failed = 0;
     if (rc < 0) {
@@ -235,8 +240,12 @@ int run_script_text(Workspace *ws, const char *text, const char *origin, Out *o)
         cJSON *obj = cJSON_CreateObject();
         cJSON *saved = o->obj;
         o->obj = obj;
+        if (h && h->before)
+            h->before(h->ctx, ws, c);
         rc = command_run(ws, c, o);
         o->obj = saved;
+        if (h && h->after)
+            h->after(h->ctx, ws, c, rc);
         if (o->json)
             print_json(obj);
         else {

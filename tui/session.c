@@ -334,58 +334,20 @@ int session_journal_read(const char *dir, char **text, char **cwd)
 
 /* ---- headless scripts ---- */
 
-static void print_json(const cJSON *obj)
+static void before_command(void *ctx, Workspace *ws, const Command *c)
 {
-    char *s = cJSON_PrintUnformatted(obj);
-    if (s) {
-        puts(s);
-        free(s);
-    }
-    fflush(stdout);
+    (void)c;
+    session_command_begin(ctx, ws);
+}
+
+static void after_command(void *ctx, Workspace *ws, const Command *c, int rc)
+{
+    if (rc == 0)
+        session_command_ok(ctx, ws, c);
 }
 
 int session_run_text(Session *s, Workspace *ws, const char *text, const char *origin, Out *o)
 {
-    CommandList list;
-    int rc = parse_commands(text, &list), failed = 0;
-    if (rc < 0) {
-        char msg[1100];
-        snprintf(msg, sizeof msg, "%s: %s", origin, sh_errmsg());
-        if (o->json) {
-            cJSON *obj = cJSON_CreateObject();
-            cJSON_AddNullToObject(obj, "command");
-            cJSON_AddBoolToObject(obj, "ok", 0);
-            cJSON_AddStringToObject(obj, "error", msg);
-            print_json(obj);
-            cJSON_Delete(obj);
-        } else
-            fprintf(stderr, "shears: %s\n", msg);
-        return rc;
-    }
-    for (int i = 0; i < list.n; i++) {
-        const Command *c = &list.cmds[i];
-        cJSON *obj = cJSON_CreateObject();
-        cJSON *saved = o->obj;
-        o->obj = obj;
-        session_command_begin(s, ws);
-        rc = command_run(ws, c, o);
-        o->obj = saved;
-        if (rc == 0)
-            session_command_ok(s, ws, c);
-        if (o->json)
-            print_json(obj);
-        else {
-            fflush(stdout);
-            if (rc < 0)
-                fprintf(stderr, "shears: %s:%d: %s: %s\n", origin, c->line, c->name, sh_errmsg());
-        }
-        cJSON_Delete(obj);
-        if (rc < 0) {
-            failed = rc;
-            if (!ws->keep_going)
-                break;
-        }
-    }
-    command_list_done(&list);
-    return failed;
+    const ScriptHooks h = {before_command, after_command, s};
+    return run_script_text_hooked(ws, text, origin, o, &h);
 }

@@ -119,7 +119,8 @@ static int bypassed_loss(const Graph *g, const DepGraph *dg, const Group *grp, i
         rc = evaluate(pruned, set, batch, &r);
     plan_done(&p);
     graph_free(pruned);
-    *loss = r.loss;
+    if (rc == 0)
+        *loss = r.loss;
     return rc;
 }
 

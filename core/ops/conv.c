@@ -228,10 +228,10 @@ static int conv_run(OpCtx *c)
     const ConvFusion *fusion = c->fused;
     const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
     const int parts = conv_parts(&cs.s);
-    if (parts > 1 && c->scratch_bytes >= (size_t)parts * part_scratch(&cs.s, parts)) {
+    const size_t stride = parts > 1 ? part_scratch(&cs.s, parts) : 0;
+    if (parts > 1 && c->scratch_bytes >= (size_t)parts * stride) {
         ConvSplit sp = {&cs.s, tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
-                        B ? tensor_f32(B) : NULL, fusion ? fusion->relu : 0, parts, c->scratch,
-                        part_scratch(&cs.s, parts)};
+                        B ? tensor_f32(B) : NULL, fusion ? fusion->relu : 0, parts, c->scratch, stride};
         if (sh_run_parallel(parts, conv_part, &sp) < 0)
             return op_fail(c, SH_E_NOMEM, "could not start the convolution's threads");
         return 0;
