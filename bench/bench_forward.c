@@ -204,10 +204,10 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         int64_t rows = g->n_inputs ? shapes[0].d[0] : 1;
-        printf("{\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,\"iters\":%d,\"batch\":%lld,\"threads\":%d,\"blas_core\":\"%s\",\"arena_mb\":%.2f%s}\n",
+        printf("{\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,\"iters\":%d,\"batch\":%lld,\"threads\":%d,\"blas_core\":\"%s\",\"arena_mb\":%.2f,\"parts\":%d%s}\n",
                med * 1e3, times[0] * 1e3, times[a.iters - 1] * 1e3, a.iters, (long long)rows,
                a.threads, sh_blas_core(), (double)exec_arena_bytes(p) / 1e6,
-               rows != a.batch ? ",\"fixed_batch\":true" : "");
+               exec_parts(p), rows != a.batch ? ",\"fixed_batch\":true" : "");
         if (a.profile)
             profile(g, ptrs, shapes, &a);
         rc = 0;

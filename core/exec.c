@@ -5,8 +5,10 @@
 #include "exec.h"
 
 #include "error.h"
+#include "exec_split.h"
 #include "op.h"
 #include "ops/conv.h"
+#include "threads.h"
 #include "util.h"
 
 #include <math.h>
@@ -42,6 +44,8 @@ typedef struct {
     int node;
     int n_in;           /* inputs the op sees (a folded BatchNorm adds a Conv bias) */
     bool fused_away;    /* a BatchNorm/Relu merged into the Conv before it: a view */
+    bool absorbed;      /* a MaxPool the Conv before it computes: skipped */
+    int absorbed_by;    /* that Conv's step (its output's buffer is live from there) */
     bool has_fusion;
     ConvFusion fusion;
     Tensor *folded;     /* [2]: Conv weight and bias with a BatchNorm folded in (owned) */
@@ -73,6 +77,12 @@ struct ExecPlan {
     float *grad_arena;
     size_t grad_floats;
     bool *grad_zeroed;    /* per value, this backward: its arena buffer was cleared */
+    /* batch parts: whole plans for slices of the batch, run on separate threads */
+    ExecPlan **parts;
+    int64_t *part_batch;
+    int n_parts;
+    int64_t batch;
+    void **part_outputs; /* per graph output: the assembled output (owned) */
 };
 
 /* ---- shapes ---- */
@@ -172,6 +182,13 @@ void exec_free(ExecPlan *p)
     free(p->grad);
     free(p->grad_arena);
     free(p->grad_zeroed);
+    for (int i = 0; i < p->n_parts; i++)
+        exec_free(p->parts[i]);
+    free(p->parts);
+    free(p->part_batch);
+    for (int k = 0; p->part_outputs && k < p->g->n_outputs; k++)
+        free(p->part_outputs[k]);
+    free(p->part_outputs);
     free(p);
 }
 
@@ -519,6 +536,50 @@ static bool bn_foldable(const ExecPlan *p, const Step *cs, const Step *bs)
     return w->dtype == SH_F32 && w->shape.rank >= 3 && bs->in[0]->shape.rank >= 3;
 }
 
+static bool ints_all(const Node *n, const char *name, int count, int64_t want)
+{
+    const int64_t *v;
+    int k = node_attr_ints(n, name, &v);
+    if (k < 0)
+        return true; /* absent: the default */
+    for (int i = 0; i < k; i++)
+        if (v[i] != want)
+            return false;
+    return k == count;
+}
+
+/* A 2-D MaxPool 2x2 stride 2 without padding, dilation, ceil or indices. */
+static bool pool_fusable(const ExecPlan *p, const Step *cs, const Step *ps)
+{
+    const Node *n = &p->g->nodes[ps->node];
+    const int64_t *k;
+    const char *pad = node_attr_str(n, "auto_pad", "NOTSET");
+    return !strcmp(n->op_type, "MaxPool") && only_first_output(n) && cs->out[0]->shape.rank == 4 &&
+           node_attr_ints(n, "kernel_shape", &k) == 2 && k[0] == 2 && k[1] == 2 &&
+           node_attr_ints(n, "strides", &k) == 2 && ints_all(n, "strides", 2, 2) &&
+           ints_all(n, "pads", 4, 0) && ints_all(n, "dilations", 2, 1) &&
+           node_attr_int(n, "ceil_mode", 0) == 0 && (!strcmp(pad, "NOTSET") || !strcmp(pad, "VALID")) &&
+           ps->out[0]->dtype == SH_F32;
+}
+
+/* The Conv step cs writes the MaxPool's output; its own output (and the
+ * views of it fused before) need no buffer. */
+static void absorb_pool(ExecPlan *p, Step *cs, Step *ps)
+{
+    const Graph *g = p->g;
+    cs->has_fusion = true;
+    cs->fusion.pool = 1;
+    cs->out[0] = ps->out[0];
+    ps->absorbed = true;
+    ps->absorbed_by = (int)(cs - p->steps);
+    const Node *n = &g->nodes[cs->node];
+    OpCtx c = {.node = n, .opset = g->opset, .n_in = cs->n_in, .n_out = n->n_out, .in = cs->in,
+               .out = cs->out, .fused = &cs->fusion};
+    cs->scratch = n->op->scratch ? n->op->scratch(&c) : 0;
+    if (cs->scratch > p->scratch_bytes)
+        p->scratch_bytes = cs->scratch;
+}
+
 static int fuse_steps(ExecPlan *p)
 {
     if (p->opt.keep_all || p->opt.training || p->opt.no_fusion)
@@ -540,7 +601,11 @@ static int fuse_steps(ExecPlan *p)
             cs->has_fusion = true;
             cs->fusion.relu = 1;
             p->steps[r].fused_away = true;
+            v = p->g->nodes[p->steps[r].node].out[0];
+            r = sole_reader(p, v);
         }
+        if (r >= 0 && !p->opt.after_node && pool_fusable(p, cs, &p->steps[r]))
+            absorb_pool(p, cs, &p->steps[r]);
     }
     for (int s = 0; s < p->n_steps; s++) /* merged nodes only pass the bytes on */
         if (p->steps[s].fused_away)
@@ -616,6 +681,8 @@ static void assign_buffers(ExecPlan *p)
                 continue;
             }
             Slot *slot = &p->slots[v];
+            if (k == 0 && st->has_fusion && st->fusion.pool)
+                continue; /* only the pooled values are stored, in the MaxPool's output */
             if ((slot->kind == SLOT_VIEW && k == 0) || (k == 0 && inplace)) {
                 int b = p->slots[n->in[0]].buffer;
                 slot->buffer = b;
@@ -624,7 +691,7 @@ static void assign_buffers(ExecPlan *p)
                 continue;
             }
             int end = last[v] < s ? s : last[v]; /* unread outputs live for their own step */
-            slot->buffer = new_buffer(p, &cap, aligned_bytes(&slot->t), s, end);
+            slot->buffer = new_buffer(p, &cap, aligned_bytes(&slot->t), st->absorbed ? st->absorbed_by : s, end);
         }
     }
     free(last);
@@ -700,7 +767,7 @@ static int alloc_arena(ExecPlan *p)
     }
     for (int v = 0; v < p->g->n_values; v++) {
         Slot *slot = &p->slots[v];
-        if (slot->kind == SLOT_ARENA || (slot->kind == SLOT_VIEW && slot->buffer >= 0))
+        if ((slot->kind == SLOT_ARENA || slot->kind == SLOT_VIEW) && slot->buffer >= 0)
             slot->t.data = p->arena + p->buffers[slot->buffer].offset;
         if (slot->kind == SLOT_ARENA || slot->kind == SLOT_VIEW)
             p->activation_bytes += tensor_bytes(&slot->t);
@@ -712,6 +779,144 @@ static int alloc_arena(ExecPlan *p)
                 p->steps[s].extra[k].data = p->arena + p->buffers[p->steps[s].extra_buffer[k]].offset;
     }
     return 0;
+}
+
+/* ---- batch parts ----
+ * With several threads, an inference plan of a graph that computes each
+ * sample on its own runs the batch as parts: one whole forward pass per
+ * thread on a slice of the batch. Every op then runs in parallel, not only
+ * those that split their own work, and threads meet once per run instead
+ * of once per node. */
+
+enum { PART_MIN_MACS = 1 << 22 }; /* smaller runs cost less than starting a thread */
+
+/* The batch all graph inputs share, or -1. */
+static int64_t common_batch(const ExecPlan *p, const Shape *shapes)
+{
+    const Graph *g = p->g;
+    int64_t batch = -1;
+    for (int i = 0; i < g->n_inputs; i++) {
+        if (p->slots[g->inputs[i]].kind != SLOT_INPUT || shapes[i].rank < 1 ||
+            (batch >= 0 && shapes[i].d[0] != batch))
+            return -1;
+        batch = shapes[i].d[0];
+    }
+    return batch;
+}
+
+static bool parts_wanted(const ExecPlan *p, const Shape *shapes, int64_t *batch)
+{
+    const ExecOptions *o = &p->opt;
+    const Graph *g = p->g;
+    if (o->training || o->keep_all || o->shapes_only || o->profile || o->after_node || o->one_part ||
+        sh_get_threads() < 2 || sh_in_parallel())
+        return false;
+    if ((*batch = common_batch(p, shapes)) < 2)
+        return false;
+    int64_t macs = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        macs += p->node_macs[i];
+    if (macs < PART_MIN_MACS)
+        return false;
+    for (int k = 0; k < g->n_outputs; k++) {
+        const Slot *s = &p->slots[g->outputs[k]];
+        if ((s->kind != SLOT_ARENA && s->kind != SLOT_VIEW) || s->t.shape.rank < 1 || s->t.shape.d[0] != *batch)
+            return false;
+    }
+    bool *known = xcalloc((size_t)g->n_values + 1, sizeof *known);
+    for (int v = 0; v < g->n_values; v++)
+        known[v] = slot_has_data(&p->slots[v]);
+    char why[256];
+    bool ok = graph_batch_separable(g, known, why, sizeof why);
+    free(known);
+    return ok;
+}
+
+static int plan_parts(ExecPlan *p, const Shape *shapes, int64_t batch)
+{
+    const Graph *g = p->g;
+    int n = sh_get_threads() < batch ? sh_get_threads() : (int)batch, rc = 0;
+    ExecOptions o = p->opt;
+    o.one_part = true;
+    p->parts = xcalloc((size_t)n, sizeof *p->parts);
+    p->part_batch = xcalloc((size_t)n, sizeof *p->part_batch);
+    p->part_outputs = xcalloc((size_t)g->n_outputs + 1, sizeof *p->part_outputs);
+    p->n_parts = n;
+    p->batch = batch;
+    Shape *s = xcalloc((size_t)g->n_inputs + 1, sizeof *s);
+    for (int i = 0; i < n && rc == 0; i++) {
+        p->part_batch[i] = batch / n + (i < batch % n);
+        for (int k = 0; k < g->n_inputs; k++) {
+            s[k] = shapes[k];
+            s[k].d[0] = p->part_batch[i];
+        }
+        rc = exec_plan(g, s, &o, &p->parts[i]);
+    }
+    free(s);
+    for (int k = 0; rc == 0 && k < g->n_outputs; k++) {
+        Tensor *t = &p->slots[g->outputs[k]].t;
+        if (!t->data) /* an output listed twice shares one buffer */
+            t->data = p->part_outputs[k] = xmalloc(tensor_bytes(t) + 1);
+    }
+    return rc;
+}
+
+typedef struct {
+    ExecPlan *p;
+    Tensor *const *inputs;
+    char **errors; /* per part: its message (sh_errmsg is per thread) */
+} PartsRun;
+
+/* Bytes of one sample of t (t's first dimension is the batch). */
+static size_t sample_bytes(const Tensor *t, int64_t batch)
+{
+    return tensor_bytes(t) / (size_t)batch;
+}
+
+static int run_part(int i, void *ctx)
+{
+    PartsRun *r = ctx;
+    ExecPlan *p = r->p;
+    const Graph *g = p->g;
+    int64_t start = 0;
+    for (int k = 0; k < i; k++)
+        start += p->part_batch[k];
+    Tensor *views = xcalloc((size_t)g->n_inputs + 1, sizeof *views);
+    Tensor **ptrs = xcalloc((size_t)g->n_inputs + 1, sizeof *ptrs);
+    for (int k = 0; k < g->n_inputs; k++) {
+        const Tensor *t = r->inputs[k];
+        views[k] = *t;
+        views[k].owns = false;
+        views[k].shape.d[0] = p->part_batch[i];
+        views[k].numel = t->numel / p->batch * p->part_batch[i];
+        views[k].data = (char *)t->data + (size_t)start * sample_bytes(t, p->batch);
+        ptrs[k] = &views[k];
+    }
+    int rc = exec_run(p->parts[i], ptrs);
+    for (int k = 0; rc == 0 && k < g->n_outputs; k++) {
+        const Tensor *dst = &p->slots[g->outputs[k]].t, *src = exec_output(p->parts[i], k);
+        memcpy((char *)dst->data + (size_t)start * sample_bytes(dst, p->batch), src->data, tensor_bytes(src));
+    }
+    if (rc < 0)
+        r->errors[i] = xstrdup(sh_errmsg());
+    free(views);
+    free(ptrs);
+    return rc;
+}
+
+static int run_parts(ExecPlan *p, Tensor *const *inputs)
+{
+    PartsRun r = {.p = p, .inputs = inputs, .errors = xcalloc((size_t)p->n_parts, sizeof(char *))};
+    int rc = sh_run_parallel(p->n_parts, run_part, &r);
+    const char *first = NULL;
+    for (int i = 0; i < p->n_parts && !first; i++)
+        first = r.errors[i];
+    if (rc < 0 && first)
+        sh_fail(rc, "%s", first);
+    for (int i = 0; i < p->n_parts; i++)
+        free(r.errors[i]);
+    free(r.errors);
+    return rc < 0 ? rc : 0;
 }
 
 int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt, ExecPlan **out)
@@ -735,7 +940,11 @@ int exec_plan(const Graph *g, const Shape *input_shapes, const ExecOptions *opt,
             goto fail;
         }
     }
-    if (!p->opt.shapes_only) {
+    int64_t batch;
+    if (parts_wanted(p, input_shapes, &batch)) {
+        if ((rc = plan_parts(p, input_shapes, batch)) < 0)
+            goto fail;
+    } else if (!p->opt.shapes_only) {
         if ((rc = fuse_steps(p)) < 0)
             goto fail;
         assign_buffers(p);
@@ -785,7 +994,7 @@ int exec_run(ExecPlan *p, Tensor *const *inputs)
         }
         slot->t.data = t->data;
     }
-    return run_steps_from(p, 0);
+    return p->n_parts ? run_parts(p, inputs) : run_steps_from(p, 0);
 }
 
 /* Runs steps first.. in order (exec_run and exec_rerun_from). */
@@ -795,6 +1004,8 @@ static int run_steps_from(ExecPlan *p, int first)
     for (int s = first; s < p->n_steps; s++) {
         Step *st = &p->steps[s];
         const Node *n = &g->nodes[st->node];
+        if (st->absorbed)
+            continue;
         if (node_aliases(p, n) || st->fused_away) {
             st->out[0]->data = st->in[0]->data;
             if (p->opt.after_node)
@@ -843,9 +1054,23 @@ bool exec_value_known(const ExecPlan *p, int v) { return slot_has_data(&p->slots
 
 int64_t exec_node_macs(const ExecPlan *p, int i) { return p->node_macs[i]; }
 
-size_t exec_arena_bytes(const ExecPlan *p) { return p->arena_bytes; }
+int exec_parts(const ExecPlan *p) { return p->n_parts ? p->n_parts : 1; }
 
-size_t exec_activation_bytes(const ExecPlan *p) { return p->activation_bytes; }
+size_t exec_arena_bytes(const ExecPlan *p)
+{
+    size_t bytes = p->arena_bytes;
+    for (int i = 0; i < p->n_parts; i++)
+        bytes += exec_arena_bytes(p->parts[i]);
+    return bytes;
+}
+
+size_t exec_activation_bytes(const ExecPlan *p)
+{
+    size_t bytes = p->activation_bytes;
+    for (int i = 0; i < p->n_parts; i++)
+        bytes += exec_activation_bytes(p->parts[i]);
+    return bytes;
+}
 
 /* ---- backward ---- */
 

@@ -17,6 +17,11 @@ typedef struct {
     bool keep_all;    /* every activation stays readable after a run */
     bool shapes_only; /* infer shapes and known values; nothing runs */
     bool no_fusion;   /* run every node as written (tests, probes) */
+    /* With several threads, an inference plan whose graph computes each
+     * sample on its own runs slices of the batch on separate threads, and
+     * then only graph outputs (and known values) are readable after a run.
+     * one_part keeps it one plan (its kernels may still split work). */
+    bool one_part;
     /* Optional values of the graph inputs (borrowed during exec_plan).
      * Inputs whose values determine shapes (a Reshape target fed by the
      * user) become known when planning; exec_run then requires the same
@@ -79,6 +84,8 @@ int64_t exec_node_macs(const ExecPlan *p, int i);
 /* Seconds spent in node i over all runs so far (profile plans only; a
  * node fused into the one before it reports 0). */
 double exec_node_seconds(const ExecPlan *p, int i);
+/* Slices of the batch the plan runs on separate threads (1: one plan). */
+int exec_parts(const ExecPlan *p);
 size_t exec_arena_bytes(const ExecPlan *p);
 /* Sum of all activation bytes (what an arena-less executor would hold). */
 size_t exec_activation_bytes(const ExecPlan *p);

@@ -7,6 +7,7 @@
 #include "../op.h"
 #include "grad.h"
 #include "kernels.h"
+#include "kernels_simd.h"
 #include "../threads.h"
 
 #include <cblas.h>
@@ -162,10 +163,12 @@ static ConvShape part_shape(const ConvShape *s, int parts)
     return p;
 }
 
-static size_t part_scratch(const ConvShape *s, int parts)
+static size_t images_scratch(const ConvShape *s, int pool);
+
+static size_t part_scratch(const ConvShape *s, int parts, int pool)
 {
     ConvShape p = part_shape(s, parts);
-    return (conv_plan(&p, 1).scratch_bytes + 63) / 64 * 64;
+    return (images_scratch(&p, pool) + 63) / 64 * 64;
 }
 
 /* Parts the batch splits into with the current thread count (1: none). */
@@ -185,25 +188,113 @@ typedef struct {
     const ConvShape *s;
     float *y;
     const float *x, *w, *b;
-    int relu, parts;
+    int relu, pool, parts;
     char *scratch;
     size_t stride;
 } ConvSplit;
+
+static void conv_images(float *y, const float *x, const float *w, const float *b, const ConvShape *s,
+                        int relu, int pool, int threads, float *scratch);
 
 static int conv_part(int i, void *ctx)
 {
     const ConvSplit *cs = ctx;
     ConvShape p = part_shape(cs->s, cs->parts);
     const int64_t start = i * p.n, in_img = cs->s->cin * cs->s->in[0] * cs->s->in[1] * cs->s->in[2],
-                  out_img = cs->s->cout * cs->s->out[0] * cs->s->out[1] * cs->s->out[2];
+                  out_img = cs->pool ? cs->s->cout * (cs->s->out[1] / 2) * (cs->s->out[2] / 2)
+                                     : cs->s->cout * cs->s->out[0] * cs->s->out[1] * cs->s->out[2];
     if (start >= cs->s->n)
         return 0;
     if (start + p.n > cs->s->n)
         p.n = cs->s->n - start;
-    ConvPlan plan = conv_plan(&p, 1);
-    conv_forward(cs->y + start * out_img, cs->x + start * in_img, cs->w, cs->b, &p, &plan, cs->relu,
-                 (float *)(void *)(cs->scratch + (size_t)i * cs->stride));
+    conv_images(cs->y + start * out_img, cs->x + start * in_img, cs->w, cs->b, &p, cs->relu, cs->pool, 1,
+                (float *)(void *)(cs->scratch + (size_t)i * cs->stride));
     return 0;
+}
+
+/* ---- fused 2x2 max pooling ----
+ * Conv (-> Relu) -> MaxPool 2x2 stride 2: the conv runs a few images at a
+ * time into scratch small enough to stay in cache, and only the pooled
+ * values go out to memory (the full-size output never does). */
+
+#define POOL_GROUP_BYTES (256 * 1024)
+
+static size_t align64_bytes(size_t n) { return (n + 63) / 64 * 64; }
+
+static int64_t out_floats_per_image(const ConvShape *s) { return s->cout * s->out[0] * s->out[1] * s->out[2]; }
+
+/* Images per group: their full-size output fits POOL_GROUP_BYTES. */
+static int64_t pool_group(const ConvShape *s)
+{
+    int64_t per = out_floats_per_image(s) * (int64_t)sizeof(float);
+    int64_t g = per > 0 ? POOL_GROUP_BYTES / per : 1;
+    g = g > s->n ? s->n : g;
+    return g < 1 ? 1 : g;
+}
+
+/* The group's full-size output, then the conv's own scratch. */
+static size_t pooled_scratch(const ConvShape *s)
+{
+    ConvShape g = *s;
+    g.n = pool_group(s);
+    return align64_bytes((size_t)(g.n * out_floats_per_image(s)) * sizeof(float)) + conv_scratch_bound(&g);
+}
+
+/* y[plane][H/2][W/2] = max of each 2x2 block of x[plane][H][W]. */
+static void maxpool2x2(float *restrict y, const float *restrict x, int64_t planes, int64_t H, int64_t W)
+{
+    const int64_t OH = H / 2, OW = W / 2;
+    for (int64_t pl = 0; pl < planes; pl++, x += H * W)
+        for (int64_t oh = 0; oh < OH; oh++, y += OW) {
+            const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+            int64_t ow = 0;
+            for (; 2 * ow + 16 <= W; ow += 8) {
+                const f32x8 a0 = *(const f32x8 *)(r0 + 2 * ow), a1 = *(const f32x8 *)(r0 + 2 * ow + 8);
+                const f32x8 b0 = *(const f32x8 *)(r1 + 2 * ow), b1 = *(const f32x8 *)(r1 + 2 * ow + 8);
+                const f32x8 lo = SELECT8(a0 > b0, a0, b0), hi = SELECT8(a1 > b1, a1, b1);
+                const f32x8 ev = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+                const f32x8 od = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+                *(f32x8 *)(y + ow) = SELECT8(od > ev, od, ev);
+            }
+            for (; ow < OW; ow++) {
+                float m = r0[2 * ow];
+                m = r0[2 * ow + 1] > m ? r0[2 * ow + 1] : m;
+                m = r1[2 * ow] > m ? r1[2 * ow] : m;
+                y[ow] = r1[2 * ow + 1] > m ? r1[2 * ow + 1] : m;
+            }
+        }
+}
+
+/* Convolves s->n images into y, pooled when pool is set, with BLAS on
+ * threads threads. scratch: conv_scratch_bound (unpooled) or
+ * pooled_scratch bytes. */
+static void conv_images(float *y, const float *x, const float *w, const float *b, const ConvShape *s,
+                        int relu, int pool, int threads, float *scratch)
+{
+    if (!pool) {
+        ConvPlan p = conv_plan(s, threads);
+        conv_forward(y, x, w, b, s, &p, relu, scratch);
+        return;
+    }
+    const int64_t G = pool_group(s), in_img = s->cin * s->in[0] * s->in[1] * s->in[2];
+    const int64_t out_img = out_floats_per_image(s), pooled_img = s->cout * (s->out[1] / 2) * (s->out[2] / 2);
+    float *full = scratch;
+    float *conv_scratch_mem = scratch + align64_bytes((size_t)(G * out_img) * sizeof(float)) / sizeof(float);
+    ConvAlgo last = CONV_DIRECT;
+    for (int64_t n0 = 0; n0 < s->n; n0 += G) {
+        ConvShape g = *s;
+        g.n = s->n - n0 < G ? s->n - n0 : G;
+        ConvPlan p = conv_plan(&g, threads);
+        p.weights_ready = n0 > 0 && p.algo == last; /* rearranged once per run, not per group */
+        last = p.algo;
+        conv_forward(full, x + n0 * in_img, w, b, &g, &p, relu, conv_scratch_mem);
+        maxpool2x2(y + n0 * pooled_img, full, g.n * s->cout, s->out[1], s->out[2]);
+    }
+}
+
+static size_t images_scratch(const ConvShape *s, int pool)
+{
+    return pool ? pooled_scratch(s) : conv_scratch_bound(s);
 }
 
 static size_t conv_scratch(const OpCtx *c)
@@ -211,9 +302,11 @@ static size_t conv_scratch(const OpCtx *c)
     ConvSetup cs;
     if (conv_setup(c, &cs) < 0 || cs.s.n < 0)
         return 0;
-    size_t most = conv_scratch_bound(&cs.s);
+    const ConvFusion *fusion = c->fused;
+    const int pool = fusion ? fusion->pool : 0;
+    size_t most = images_scratch(&cs.s, pool);
     for (int t = 2; t <= CONV_PLAN_MAX_THREADS; t++) { /* the thread count may change before the run */
-        size_t b = (size_t)t * part_scratch(&cs.s, t);
+        size_t b = (size_t)t * part_scratch(&cs.s, t, pool);
         most = b > most ? b : most;
     }
     return most;
@@ -226,24 +319,24 @@ static int conv_run(OpCtx *c)
     if (rc < 0)
         return rc;
     const ConvFusion *fusion = c->fused;
+    const int relu = fusion ? fusion->relu : 0, pool = fusion ? fusion->pool : 0;
     const Tensor *B = c->n_in > 2 ? c->in[2] : NULL;
     const int parts = conv_parts(&cs.s);
-    const size_t stride = parts > 1 ? part_scratch(&cs.s, parts) : 0;
+    const size_t stride = parts > 1 ? part_scratch(&cs.s, parts, pool) : 0;
     if (parts > 1 && c->scratch_bytes >= (size_t)parts * stride) {
         ConvSplit sp = {&cs.s, tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
-                        B ? tensor_f32(B) : NULL, fusion ? fusion->relu : 0, parts, c->scratch, stride};
+                        B ? tensor_f32(B) : NULL, relu, pool, parts, c->scratch, stride};
         if (sh_run_parallel(parts, conv_part, &sp) < 0)
             return op_fail(c, SH_E_NOMEM, "could not start the convolution's threads");
         return 0;
     }
     /* the BLAS thread count can change between planning and running;
-     * conv_scratch_bound covered every count */
-    ConvPlan p = conv_plan(&cs.s, openblas_get_num_threads());
-    if (c->scratch_bytes < p.scratch_bytes || (p.scratch_bytes && !c->scratch))
-        return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", p.scratch_bytes,
-                       c->scratch_bytes);
-    conv_forward(tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]),
-                 B ? tensor_f32(B) : NULL, &cs.s, &p, fusion ? fusion->relu : 0, c->scratch);
+     * the scratch bound covered every count */
+    size_t need = images_scratch(&cs.s, pool);
+    if (c->scratch_bytes < need || (need && !c->scratch))
+        return op_fail(c, SH_E_STATE, "needs %zu scratch bytes but was given %zu", need, c->scratch_bytes);
+    conv_images(tensor_f32(c->out[0]), tensor_f32(c->in[0]), tensor_f32(c->in[1]), B ? tensor_f32(B) : NULL,
+                &cs.s, relu, pool, openblas_get_num_threads(), c->scratch);
     return 0;
 }
 

@@ -60,6 +60,10 @@ typedef struct {
     ConvAlgo algo;
     int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH, CONV_GEMM_SHIFT, CONV_WINOGRAD */
     size_t scratch_bytes;
+    /* SHIFT and WINOGRAD rearrange the weights at the start of scratch: set
+     * when the previous conv_forward, with the same weights, algorithm and
+     * scratch, left them there (a conv run in groups of images) */
+    bool weights_ready;
 } ConvPlan;
 
 /* The batch algorithms keep their buffers under this. */

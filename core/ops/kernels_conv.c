@@ -572,7 +572,7 @@ static void wino_output(float *y, const float *m, int64_t mstride, int64_t col0,
 }
 
 static void conv_winograd(float *y, const float *x, const float *w, const float *b, const ConvShape *s,
-                          int64_t chunk, int relu, float *scratch)
+                          int64_t chunk, int relu, bool weights_ready, float *scratch)
 {
     const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group;
     const int64_t in_sp = s->in[1] * s->in[2], P = s->out[1] * s->out[2];
@@ -584,7 +584,8 @@ static void conv_winograd(float *y, const float *x, const float *w, const float 
     float *eo = m + align64((size_t)(16 * cout_g * Tmax + 8) * sizeof(float)) / sizeof(float);
     float *prow = eo + 2 * g.rows * g.cols;
     float *tk = eo + align64((size_t)(2 * g.rows * g.cols + 2 * g.cols + 16) * sizeof(float)) / sizeof(float);
-    wino_weights(u, w, s, tk);
+    if (!weights_ready)
+        wino_weights(u, w, s, tk);
     for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
         const int64_t cnt = s->n - n0 < chunk ? s->n - n0 : chunk, T = cnt * g.tiles;
         const int64_t vstride = wino_vstride(s, T);
@@ -922,7 +923,7 @@ static void conv_gemm_batch(float *y, const float *x, const float *w, const floa
 }
 
 static void conv_gemm_shift(float *y, const float *x, const float *w, const float *b,
-                            const ConvShape *s, int64_t chunk, int relu, float *scratch)
+                            const ConvShape *s, int64_t chunk, int relu, bool weights_ready, float *scratch)
 {
     const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group, taps = s->k[1] * s->k[2];
     const int64_t IH = s->in[1], IW = s->in[2], in_sp = IH * IW;
@@ -931,7 +932,7 @@ static void conv_gemm_shift(float *y, const float *x, const float *w, const floa
     float *buf = wt + align64((size_t)shift_wt_floats(s) * sizeof(float)) / sizeof(float);
     float *out = buf + align64((size_t)(cin_g * l.chan) * sizeof(float)) / sizeof(float);
     /* weights tap-major: wt[g][t] is the [cout_g, cin_g] matrix of tap t */
-    for (int64_t g = 0; g < s->group; g++)
+    for (int64_t g = 0; g < s->group && !weights_ready; g++)
         for (int64_t t = 0; t < taps; t++)
             for (int64_t co = 0; co < cout_g; co++)
                 for (int64_t ci = 0; ci < cin_g; ci++)
@@ -993,10 +994,10 @@ void conv_forward(float *y, const float *x, const float *w, const float *b, cons
         conv_gemm_batch(y, x, w, b, s, p->chunk, relu, scratch);
         break;
     case CONV_GEMM_SHIFT:
-        conv_gemm_shift(y, x, w, b, s, p->chunk, relu, scratch);
+        conv_gemm_shift(y, x, w, b, s, p->chunk, relu, p->weights_ready, scratch);
         break;
     case CONV_WINOGRAD:
-        conv_winograd(y, x, w, b, s, p->chunk, relu, scratch);
+        conv_winograd(y, x, w, b, s, p->chunk, relu, p->weights_ready, scratch);
         break;
     }
 }

@@ -22,6 +22,10 @@ typedef int32_t i32x8 __attribute__((vector_size(32), aligned(4), may_alias));
 
 #define F32X8_SPLAT(v) ((f32x8){(v), (v), (v), (v), (v), (v), (v), (v)})
 
+/* Mask blend: a where k, else b. A macro: vector arguments to functions
+ * change the ABI when AVX is off (the sanitizer build), which GCC flags. */
+#define SELECT8(k, a, b) ((f32x8)(((i32x8)(a) & (k)) | ((i32x8)(b) & ~(k))))
+
 /* n floats; short copies need no libc call (im2col makes millions of them). */
 static inline void copy_f32(float *restrict dst, const float *restrict src, int64_t n)
 {

@@ -186,10 +186,6 @@ static void maxpool_run(float *y, int64_t *indices, const float *x, const PoolSh
     }
 }
 
-/* Mask blend: a where k, else b. A macro: vector arguments to functions
- * change the ABI when AVX is off (the sanitizer build), which GCC flags. */
-#define SELECT8(k, a, b) ((f32x8)(((i32x8)(a) & (k)) | ((i32x8)(b) & ~(k))))
-
 /* acc[i] op= row[i] for a whole input row, eight wide */
 static void accumulate_row(float *acc, const float *row, int64_t n, PoolKind kind, double p, bool first)
 {
