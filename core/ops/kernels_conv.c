@@ -264,9 +264,10 @@ static bool padded_im2col_ok(const ConvShape *s)
     return s->stride[1] == 2 && s->stride[2] == 2 && s->out[2] < 16;
 }
 
+/* + 16: stride-2 rows are read sixteen floats at a time */
 static int64_t padded_image_floats(const ConvShape *s)
 {
-    return padded_im2col_ok(s) ? s->cin / s->group * padded_h(s) * padded_w(s) : 0;
+    return padded_im2col_ok(s) ? s->cin / s->group * padded_h(s) * padded_w(s) + 16 : 0;
 }
 
 /* n floats, n small: whole vectors, the last one overlapping the previous. */
@@ -283,6 +284,33 @@ static inline void copy_row(float *restrict dst, const float *restrict src, int6
     } else {
         for (int64_t i = 0; i < n; i++)
             dst[i] = src[i];
+    }
+}
+
+/* dst[i] = src[2i] for i < n (n small): eight outputs from each sixteen
+ * floats, the last vector overlapping the previous; reads up to src[15]
+ * when n < 8, else up to src[2n-1]. */
+static inline void copy_row_stride2(float *restrict dst, const float *restrict src, int64_t n)
+{
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            const f32x8 lo = *(const f32x8 *)(src + 2 * i), hi = *(const f32x8 *)(src + 2 * i + 8);
+            *(f32x8 *)(dst + i) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        }
+        const f32x8 lo = *(const f32x8 *)(src + 2 * (n - 8)), hi = *(const f32x8 *)(src + 2 * (n - 8) + 8);
+        *(f32x8 *)(dst + n - 8) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    } else {
+        const f32x8 lo = *(const f32x8 *)src, hi = *(const f32x8 *)(src + 8);
+        const f32x8 ev = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        float lane[8];
+        memcpy(lane, &ev, sizeof lane);
+        if (n >= 4) { /* two overlapping halves */
+            *(f32x4 *)dst = *(const f32x4 *)lane;
+            *(f32x4 *)(dst + n - 4) = *(const f32x4 *)(lane + n - 4);
+        } else
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = lane[i];
     }
 }
 
@@ -307,10 +335,9 @@ void im2col(float *col, int64_t ldc, const float *x, int64_t c, const ConvShape 
                 if (sw == 1)
                     for (int64_t oh = 0; oh < OH; oh++)
                         copy_row(dst + oh * OW, src + oh * sh * PW, OW);
-                else
+                else /* stride 2: every other element */
                     for (int64_t oh = 0; oh < OH; oh++)
-                        for (int64_t ow = 0; ow < OW; ow++) /* stride 2: every other element */
-                            dst[oh * OW + ow] = src[oh * sh * PW + ow * 2];
+                        copy_row_stride2(dst + oh * OW, src + oh * sh * PW, OW);
             }
 }
 
