@@ -1133,6 +1133,21 @@ static void grad_touch(ExecPlan *p, int v)
     p->grad_zeroed[v] = true;
 }
 
+/* Whether node n's backward may write input k's gradient instead of adding
+ * to it: the op can, nothing wrote that gradient yet this backward, it is
+ * not a parameter's (those add into the caller's block), and the value is
+ * not input k twice (Mul(x, x) adds two terms). */
+static bool grad_assignable(const ExecPlan *p, const Node *n, int k)
+{
+    const int v = n->in[k];
+    if (k >= 32 || !(n->op->grad_assign & (1u << k)) || p->grad_zeroed[v] || p->slots[v].kind == SLOT_CONST)
+        return false;
+    for (int j = 0; j < n->n_in; j++)
+        if (j != k && n->in[j] == v)
+            return false;
+    return true;
+}
+
 static int backward_step(ExecPlan *p, Step *st)
 {
     const Node *n = &p->g->nodes[st->node];
@@ -1158,13 +1173,20 @@ static int backward_step(ExecPlan *p, Step *st)
     for (int k = 0; k < n->n_out; k++) /* an output no consumer differentiated reads as zeros */
         if (gout[k])
             grad_touch(p, n->out[k]);
+    uint32_t assign = 0;
     for (int k = 0; k < n->n_in; k++)
-        if (gin[k])
+        if (gin[k] && grad_assignable(p, n, k))
+            assign |= 1u << k;
+        else if (gin[k])
             grad_touch(p, n->in[k]);
     OpCtx c = {.node = n, .opset = p->g->opset, .n_in = st->n_in, .n_out = n->n_out, .in = st->in,
                .out = st->out, .scratch = p->scratch, .scratch_bytes = p->scratch_bytes,
-               .training = p->opt.training, .seed = node_seed(p, st->node)};
-    return n->op->backward(&c, gout, gin);
+               .training = p->opt.training, .seed = node_seed(p, st->node), .grad_assign = assign};
+    int rc = n->op->backward(&c, gout, gin);
+    for (int k = 0; k < n->n_in; k++) /* written in full now */
+        if (assign & (1u << k))
+            p->grad_zeroed[n->in[k]] = true;
+    return rc;
 }
 
 int exec_backward(ExecPlan *p, Tensor *const *output_grads, float *grads)

@@ -27,6 +27,10 @@ typedef struct OpCtx {
     const void *fused; /* executor fusion data (see exec.c), NULL if none */
     uint64_t seed;     /* for random ops in training (Dropout): the same value
                         * in a node's forward and backward of one step */
+    /* backward: bit i set (only for bits of OpDef.grad_assign): gin[i]
+     * holds stale bytes, and backward writes (=) every element of it
+     * instead of adding, which saves clearing it first */
+    uint32_t grad_assign;
 } OpCtx;
 
 enum {
@@ -66,6 +70,8 @@ typedef struct OpDef {
     int (*backward)(OpCtx *c, Tensor **gout, Tensor **gin);
     /* Scratch bytes backward needs (0 if NULL). */
     size_t (*bwd_scratch)(const OpCtx *c);
+    /* Bit i: backward honours OpCtx.grad_assign for input i. */
+    uint32_t grad_assign;
     /* Channel-coupling rule. Filled by the pruning issue. */
     int (*coupling)(struct CouplingCtx *cc);
 } OpDef;

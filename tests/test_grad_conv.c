@@ -226,11 +226,24 @@ static double kernel_vs_ref(TRng *r, const ConvShape *s, bool transpose, const C
     } else {
         conv_triples(s, conv_visit, &g);
         float *scratch = aligned_alloc(64, (p->scratch_bytes + 63) / 64 * 64 + 64);
-        conv_backward(dx, dw, db, dy, x, w, s, p, scratch);
+        conv_backward(dx, dw, db, dy, x, w, s, p, scratch, false);
         free(scratch);
     }
     ref_bias(rb, dy, s->n, s->cout, prod3(s->out));
     double ex = rel_diff(dx, bx, rx, nx), ew = rel_diff(dw, bw, rw, nw), eb = rel_diff(db, bb, rb, s->cout);
+    if (!transpose) { /* told to assign, dx is written in full over stale bytes */
+        float *ax = malloc((size_t)nx * sizeof *ax), *zero = calloc((size_t)nx + 1, sizeof *zero);
+        for (int64_t i = 0; i < nx; i++)
+            ax[i] = NAN;
+        float *scratch = aligned_alloc(64, (p->scratch_bytes + 63) / 64 * 64 + 64);
+        conv_backward(ax, NULL, NULL, dy, x, w, s, p, scratch, true);
+        double ea = rel_diff(ax, zero, rx, nx);
+        for (int64_t i = 0; i < nx; i++)
+            ea = isnan(ax[i]) ? INFINITY : ea;
+        printf("%s: assigned dX max relative diff %.2e\n", label, ea);
+        ex = fmax(ex, ea);
+        free(scratch), free(ax), free(zero);
+    }
     printf("%s: max relative diff dX %.2e dW %.2e dB %.2e\n", label, ex, ew, eb);
     for (int k = 0; k < 6; k++)
         free(v[k]);

@@ -291,6 +291,10 @@ static const Case ALGO_CASES[] = {
     {.nd = 2, .n = 3, .cin = 5, .cout = 4, .group = 1, .in = {9, 21}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {2, 0}, .pe = {0, 2}, .bias = true},
     {.nd = 2, .n = 2, .cin = 3, .cout = 3, .group = 1, .in = {5, 40}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .bias = true},
     {.nd = 2, .n = 1, .cin = 2, .cout = 2, .group = 1, .in = {3, 3}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}},
+    /* four tiles a row (two tile rows per vector): odd and even tile-row counts, 7 and 8 wide */
+    {.nd = 2, .n = 3, .cin = 4, .cout = 3, .group = 1, .in = {5, 7}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
+    {.nd = 2, .n = 2, .cin = 3, .cout = 2, .group = 1, .in = {8, 8}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}},
+    {.nd = 2, .n = 4, .cin = 3, .cout = 5, .group = 1, .in = {9, 10}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .bias = true},
     /* enough channels and tiles (at least 64 in the batch) for conv_plan to pick Winograd */
     {.nd = 2, .n = 5, .cin = 16, .cout = 16, .group = 1, .in = {6, 9}, .k = {3, 3}, .stride = {1, 1}, .dil = {1, 1}, .pb = {1, 1}, .pe = {1, 1}, .bias = true},
     /* a long image: per-image GEMMs are wide enough on one thread */

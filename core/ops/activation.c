@@ -485,7 +485,8 @@ static int unary_grad_begin(const OpCtx *c, Tensor **gout, Tensor **gin, UnaryGr
 }
 
 /* Defines name_backward: after the statements PRELUDE (attributes, read
- * once), dL/dx[i] += EXPR with v = x[i], o = y[i], d = dL/dy[i]. */
+ * once), dL/dx[i] += EXPR with v = x[i], o = y[i], d = dL/dy[i] (= EXPR
+ * when told to assign; backward_step always passes gout[0] then). */
 #define UNARY_GRAD(name, PRELUDE, EXPR)                                                        \
     static int name##_backward(OpCtx *c, Tensor **gout, Tensor **gin)                          \
     {                                                                                          \
@@ -496,11 +497,18 @@ static int unary_grad_begin(const OpCtx *c, Tensor **gout, Tensor **gin, UnaryGr
         PRELUDE                                                                                \
         const float *restrict x = u.x, *restrict y = u.y, *restrict g = u.g;                   \
         float *gx = u.gx;                                                                      \
-        for (int64_t i = 0; i < u.n; i++) {                                                    \
-            const float v = x[i], o = y[i], d = g[i];                                          \
-            (void)v, (void)o;                                                                  \
-            gx[i] += (EXPR);                                                                   \
-        }                                                                                      \
+        if (c->grad_assign & 1u)                                                               \
+            for (int64_t i = 0; i < u.n; i++) {                                                \
+                const float v = x[i], o = y[i], d = g[i];                                      \
+                (void)v, (void)o;                                                              \
+                gx[i] = (EXPR);                                                                \
+            }                                                                                  \
+        else                                                                                   \
+            for (int64_t i = 0; i < u.n; i++) {                                                \
+                const float v = x[i], o = y[i], d = g[i];                                      \
+                (void)v, (void)o;                                                              \
+                gx[i] += (EXPR);                                                               \
+            }                                                                                  \
         return 0;                                                                              \
     }
 
@@ -694,16 +702,21 @@ static int prelu_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
      .infer = in_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
      .coupling = couple_unary}
+/* The same for a backward made by UNARY_GRAD, which can assign its gradient. */
+#define UNARY_BWD_ASSIGN(op, fn, in_infer)                                                     \
+    {.name = op, .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .flags = OP_INPLACE,    \
+     .infer = in_infer, .forward = fn##_forward, .backward = fn##_backward,                  \
+     .coupling = couple_unary, .grad_assign = 1u}
 
 const OpDef sh_ops_activation[] = {
-    UNARY_BWD("Relu", relu, unary_infer),
-    UNARY_BWD("LeakyRelu", leakyrelu, unary_infer),
+    UNARY_BWD_ASSIGN("Relu", relu, unary_infer),
+    UNARY_BWD_ASSIGN("LeakyRelu", leakyrelu, unary_infer),
     UNARY_BWD("Elu", elu, unary_infer),
     UNARY_BWD("Selu", selu, unary_infer),
-    UNARY_BWD("Sigmoid", sigmoid, unary_infer),
+    UNARY_BWD_ASSIGN("Sigmoid", sigmoid, unary_infer),
     UNARY_BWD("HardSigmoid", hardsigmoid, unary_infer),
     UNARY_BWD("HardSwish", hardswish, unary_infer),
-    UNARY_BWD("Tanh", tanh, unary_infer),
+    UNARY_BWD_ASSIGN("Tanh", tanh, unary_infer),
     UNARY_BWD("Softplus", softplus, unary_infer),
     UNARY_BWD("Softsign", softsign, unary_infer),
     UNARY_BWD("Erf", erf, unary_infer),

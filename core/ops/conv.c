@@ -506,7 +506,7 @@ static int convt_couple(CouplingCtx *cc)
 const OpDef sh_ops_conv[] = {
     {.name = "Conv", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .infer = conv_infer,
      .forward = conv_run, .macs = conv_macs, .scratch = conv_scratch, .backward = conv_op_backward,
-     .bwd_scratch = conv_op_bwd_scratch,
+     .bwd_scratch = conv_op_bwd_scratch, .grad_assign = 1u,
      .coupling = conv_couple},
     {.name = "ConvTranspose", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
      .infer = convt_infer, .forward = convt_run, .macs = convt_macs, .scratch = convt_scratch,

@@ -55,9 +55,10 @@ bool conv_bwd_flipped_ok(const ConvShape *s);
 
 /* Conv layer backward: dx [n, cin, in] += dL/dx, dw [cout, cin/group, k]
  * += dL/dw, db [cout] += dL/db (each may be NULL) from dy [n, cout, out],
- * x and w. scratch: the plan's scratch_bytes, 64-byte aligned. */
+ * x and w; dx = dL/dx instead when dx_assign (dx holds stale bytes).
+ * scratch: the plan's scratch_bytes, 64-byte aligned. */
 void conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                   const ConvShape *s, const ConvBwdPlan *p, float *scratch);
+                   const ConvShape *s, const ConvBwdPlan *p, float *scratch, bool dx_assign);
 
 /* ConvTranspose layer backward (s as for conv_transpose_forward: x
  * [n, cin, in], w [cin, cout/group, k], y [n, cout, out]). scratch:

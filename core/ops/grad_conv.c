@@ -488,7 +488,7 @@ static size_t flipped_scratch(const ConvShape *s, int64_t chunk)
 }
 
 static void flipped_backward_dx(float *dx, const float *dy, const float *w, const ConvShape *s, int64_t chunk,
-                                int threads, float *scratch)
+                                int threads, float *scratch, bool assign)
 {
     const int64_t cin_g = s->cin / s->group, cout_g = s->cout / s->group, taps = prod3(s->k);
     const int64_t x_image = s->cin * prod3(s->in), y_image = s->cout * prod3(s->out);
@@ -508,6 +508,10 @@ static void flipped_backward_dx(float *dx, const float *dy, const float *w, cons
         const int64_t cnt = min64(s->n - n0, chunk);
         const ConvShape f = flipped_conv(s, cnt);
         const ConvPlan p = conv_plan(&f, threads);
+        if (assign) { /* straight into dx: no clearing, no second pass */
+            conv_forward(dx + n0 * x_image, dy + n0 * y_image, wf, NULL, &f, &p, 0, fs);
+            continue;
+        }
         conv_forward(buf, dy + n0 * y_image, wf, NULL, &f, &p, 0, fs);
         float *restrict d = dx + n0 * x_image;
         const float *restrict b = buf;
@@ -678,11 +682,15 @@ ConvBwdPlan conv_bwd_plan(const ConvShape *s, int threads)
 }
 
 void conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                   const ConvShape *s, const ConvBwdPlan *p, float *scratch)
+                   const ConvShape *s, const ConvBwdPlan *p, float *scratch, bool dx_assign)
 {
     const int64_t P = prod3(s->out);
     if (db)
         bias_backward(db, dy, s->n, s->cout, P);
+    if (dx && dx_assign && !(p->dx_algo == CONV_BWD_FLIPPED && P > 0 && gemm_k(s) > 0 && s->cout > 0)) {
+        memset(dx, 0, (size_t)(s->n * s->cin * prod3(s->in)) * sizeof *dx); /* the other paths add */
+        dx_assign = false;
+    }
     if ((!dx && !dw) || s->n == 0 || P == 0 || gemm_k(s) == 0 || s->cout == 0 || prod3(s->in) == 0)
         return;
     float *dw_at[5] = {0}, *dx_at[5] = {0}; /* which part computes which gradient */
@@ -697,7 +705,7 @@ void conv_backward(float *dx, float *dw, float *db, const float *dy, const float
     if (dw_at[CONV_BWD_WINOGRAD])
         wino_backward_dw(dw, dy, x, s, p->wino_chunk, scratch);
     if (dx_at[CONV_BWD_FLIPPED])
-        flipped_backward_dx(dx, dy, w, s, p->flip_chunk, p->threads, scratch);
+        flipped_backward_dx(dx, dy, w, s, p->flip_chunk, p->threads, scratch, dx_assign);
 }
 
 /* ---- ConvTranspose --------------------------------------------------- */
@@ -853,8 +861,11 @@ static int check_scratch(const OpCtx *c, size_t need)
 
 int conv_op_backward(OpCtx *c, Tensor **gout, Tensor **gin)
 {
-    if (!gout[0])
+    if (!gout[0]) {
+        if (gin[0] && (c->grad_assign & 1u)) /* told to write dx: nothing flows, so zeros */
+            memset(gin[0]->data, 0, tensor_bytes(gin[0]));
         return 0;
+    }
     const ConvFusion *fusion = c->fused;
     if (fusion && fusion->relu)
         return op_fail(c, SH_E_STATE, "has a fused ReLU, which backward does not undo; plan without fusion");
@@ -866,7 +877,7 @@ int conv_op_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     if ((rc = check_scratch(c, p.scratch_bytes)) < 0)
         return rc;
     conv_backward(grad_of(c, gin, 0), grad_of(c, gin, 1), grad_of(c, gin, 2), tensor_f32(gout[0]),
-                  tensor_f32(c->in[0]), tensor_f32(c->in[1]), &s, &p, c->scratch);
+                  tensor_f32(c->in[0]), tensor_f32(c->in[1]), &s, &p, c->scratch, c->grad_assign & 1u);
     return 0;
 }
 

@@ -146,11 +146,18 @@ void batchnorm_batch_stats(float *mean, float *var, const float *x, int64_t n, i
     }
 }
 
-/* dx[i] += a * dy[i] + b * (x[i] - m) + c (dy may be NULL: a is then unused). */
+/* dx[i] += a * dy[i] + b * (x[i] - m) + c (dy may be NULL: a is then
+ * unused); = instead of += when assign. */
 static void affine3_add(float *restrict dx, const float *restrict dy, const float *restrict x, float a,
-                        float b, float m, float c, int64_t n)
+                        float b, float m, float c, int64_t n, bool assign)
 {
-    if (dy)
+    if (assign && dy)
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = a * dy[i] + b * (x[i] - m) + c;
+    else if (assign)
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = b * (x[i] - m) + c;
+    else if (dy)
         for (int64_t i = 0; i < n; i++)
             dx[i] += a * dy[i] + b * (x[i] - m) + c;
     else
@@ -222,8 +229,11 @@ int batchnorm_op_backward(OpCtx *c, Tensor **gout, Tensor **gin)
     const float *g_var = b.batch_stats && b.n_extra == 4 ? gout_of(c, gout, 4) : NULL;
     const int64_t M = b.n * b.sp;
     const double unbias = c->training && M > 1 ? (double)M / (double)(M - 1) : 1.0;
-    if (!dy && !g_rmean && !g_rvar && !g_mean && !g_var)
+    if (!dy && !g_rmean && !g_rvar && !g_mean && !g_var) {
+        if (dx && (c->grad_assign & 1u)) /* told to write dx: nothing flows, so zeros */
+            memset(dx, 0, (size_t)c->in[0]->numel * sizeof *dx);
         return 0;
+    }
     for (int64_t k = 0; k < b.ch; k++) {
         /* batch statistics: one pass of shifted sums over x (and dy); with
          * running statistics, the same sums around the running mean */
@@ -259,7 +269,8 @@ int batchnorm_op_backward(OpCtx *c, Tensor **gout, Tensor **gin)
         }
         for (int64_t i = 0; i < b.n; i++) {
             const int64_t at = (i * b.ch + k) * b.sp;
-            affine3_add(dx + at, dy ? dy + at : NULL, x + at, (float)a, (float)bc, mf, (float)c0, b.sp);
+            affine3_add(dx + at, dy ? dy + at : NULL, x + at, (float)a, (float)bc, mf, (float)c0, b.sp,
+                        c->grad_assign & 1u);
         }
     }
     return 0;
@@ -435,7 +446,7 @@ int instancenorm_op_backward(OpCtx *c, Tensor **gout, Tensor **gin)
             if (!dx || sp == 0)
                 continue;
             const double a = scale[k] * inv, bc = -a * inv * inv * dyx / (double)sp, c0 = -a * dys / (double)sp;
-            affine3_add(dx + at, dy + at, x + at, (float)a, (float)bc, (float)m, (float)c0, sp);
+            affine3_add(dx + at, dy + at, x + at, (float)a, (float)bc, (float)m, (float)c0, sp, false);
         }
     return 0;
 }

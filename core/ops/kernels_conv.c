@@ -528,39 +528,124 @@ static void wino_split_plane(float *eo, const float *x, const ConvShape *s, cons
  * Always stores eight columns: the extra ones belong to tiles stored
  * later (or to the slack at the end), so callers go channel by channel
  * and, within a channel, image by image. */
+/* V = B^T d B of eight tiles, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * from the tiles' four input rows i split into columns: E[i] (even), O[i]
+ * (odd), E1[i] and O1[i] (the next even and odd). Columns first (d B),
+ * then rows; stored to the 16 planes at dst. A macro: vector arguments
+ * change the ABI when AVX is off (the sanitizer build). */
+#define WINO_INPUT_STORE(dst, vstride, E, O, E1, O1)                                    \
+    do {                                                                             \
+        f32x8 c_[4][4];                                                              \
+        for (int i_ = 0; i_ < 4; i_++) {                                             \
+            c_[i_][0] = E[i_] - E1[i_];                                              \
+            c_[i_][1] = O[i_] + E1[i_];                                              \
+            c_[i_][2] = E1[i_] - O[i_];                                              \
+            c_[i_][3] = O[i_] - O1[i_];                                              \
+        }                                                                            \
+        for (int j_ = 0; j_ < 4; j_++) {                                             \
+            *(f32x8 *)((dst) + (0 * 4 + j_) * (vstride)) = c_[0][j_] - c_[2][j_];    \
+            *(f32x8 *)((dst) + (1 * 4 + j_) * (vstride)) = c_[1][j_] + c_[2][j_];    \
+            *(f32x8 *)((dst) + (2 * 4 + j_) * (vstride)) = c_[2][j_] - c_[1][j_];    \
+            *(f32x8 *)((dst) + (3 * 4 + j_) * (vstride)) = c_[1][j_] - c_[3][j_];    \
+        }                                                                            \
+    } while (0)
+
+/* Four tiles a row (7x7 and 8x8 outputs): eight lanes hold two tile rows,
+ * not one half-empty row. */
+static void wino_input_rows4(float *v, int64_t vstride, int64_t col0, const float *eo, const WinoGeom *g)
+{
+    const float *even = eo, *odd = eo + g->rows * g->cols;
+    for (int64_t th = 0; th < g->th; th += 2) {
+        /* the second tile row past the last reads the planes' spare rows and
+         * stores into tiles stored later (or the slack), like wino_input */
+        const int64_t r0 = 2 * th, r1 = th + 1 < g->th ? 2 * th + 2 : 2 * th;
+        f32x8 E[4], O[4], E1[4], O1[4];
+        for (int i = 0; i < 4; i++) {
+            const float *ea = even + (r0 + i) * g->cols, *oa = odd + (r0 + i) * g->cols;
+            const float *eb = even + (r1 + i) * g->cols, *ob = odd + (r1 + i) * g->cols;
+            E[i] = __builtin_shufflevector(*(const f32x4 *)ea, *(const f32x4 *)eb, 0, 1, 2, 3, 4, 5, 6, 7);
+            O[i] = __builtin_shufflevector(*(const f32x4 *)oa, *(const f32x4 *)ob, 0, 1, 2, 3, 4, 5, 6, 7);
+            E1[i] = __builtin_shufflevector(*(const f32x4 *)(ea + 1), *(const f32x4 *)(eb + 1), 0, 1, 2, 3, 4, 5, 6, 7);
+            O1[i] = __builtin_shufflevector(*(const f32x4 *)(oa + 1), *(const f32x4 *)(ob + 1), 0, 1, 2, 3, 4, 5, 6, 7);
+        }
+        float *dst = v + col0 + th * 4;
+        WINO_INPUT_STORE(dst, vstride, E, O, E1, O1);
+    }
+}
+
 static void wino_input(float *v, int64_t vstride, int64_t col0, const float *eo, const WinoGeom *g)
 {
     const float *even = eo, *odd = eo + g->rows * g->cols;
+    if (g->tw == 4) {
+        wino_input_rows4(v, vstride, col0, eo, g);
+        return;
+    }
     for (int64_t th = 0; th < g->th; th++)
         for (int64_t tw = 0; tw < g->tw; tw += 8) {
             float *dst = v + col0 + th * g->tw + tw;
-            /* columns first: c[i][j] = (d B)[i][j] for input rows i */
-            f32x8 c[4][4];
+            f32x8 E[4], O[4], E1[4], O1[4];
             for (int i = 0; i < 4; i++) {
                 const float *er = even + (2 * th + i) * g->cols + tw, *orow = odd + (2 * th + i) * g->cols + tw;
-                const f32x8 d0 = *(const f32x8 *)er, d1 = *(const f32x8 *)orow;
-                const f32x8 d2 = *(const f32x8 *)(er + 1), d3 = *(const f32x8 *)(orow + 1);
-                c[i][0] = d0 - d2;
-                c[i][1] = d1 + d2;
-                c[i][2] = d2 - d1;
-                c[i][3] = d1 - d3;
+                E[i] = *(const f32x8 *)er;
+                O[i] = *(const f32x8 *)orow;
+                E1[i] = *(const f32x8 *)(er + 1);
+                O1[i] = *(const f32x8 *)(orow + 1);
             }
-            for (int j = 0; j < 4; j++) { /* then rows: B^T (d B) */
-                *(f32x8 *)(dst + (0 * 4 + j) * vstride) = c[0][j] - c[2][j];
-                *(f32x8 *)(dst + (1 * 4 + j) * vstride) = c[1][j] + c[2][j];
-                *(f32x8 *)(dst + (2 * 4 + j) * vstride) = c[2][j] - c[1][j];
-                *(f32x8 *)(dst + (3 * 4 + j) * vstride) = c[1][j] - c[3][j];
-            }
+            WINO_INPUT_STORE(dst, vstride, E, O, E1, O1);
         }
 }
 
 /* y (one output channel of one image) from M[xi][col0 + tile] (mstride
  * floats between xi planes): Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1]. */
+/* Four tiles a row: each eight lanes of M hold two tile rows. */
+static void wino_output_rows4(float *y, const float *m, int64_t mstride, int64_t col0, const WinoGeom *g,
+                              const ConvShape *s, float bias, int relu)
+{
+    const int64_t OH = s->out[1], OW = s->out[2];
+    const f32x8 b8 = F32X8_SPLAT(bias), z8 = {0};
+    for (int64_t th = 0; th < g->th; th += 2) {
+        const float *src = m + col0 + th * 4;
+        f32x8 r[2][4]; /* A^T m: rows */
+        for (int j = 0; j < 4; j++) {
+            const f32x8 q0 = *(const f32x8 *)(src + (0 * 4 + j) * mstride);
+            const f32x8 q1 = *(const f32x8 *)(src + (1 * 4 + j) * mstride);
+            const f32x8 q2 = *(const f32x8 *)(src + (2 * 4 + j) * mstride);
+            const f32x8 q3 = *(const f32x8 *)(src + (3 * 4 + j) * mstride);
+            r[0][j] = q0 + q1 + q2;
+            r[1][j] = q1 - q2 - q3;
+        }
+        for (int i = 0; i < 2; i++) { /* (A^T m) A: columns */
+            f32x8 o0 = r[i][0] + r[i][1] + r[i][2] + b8, o1 = r[i][1] - r[i][2] - r[i][3] + b8;
+            if (relu) {
+                o0 = (f32x8)((i32x8)o0 & (o0 > z8));
+                o1 = (f32x8)((i32x8)o1 & (o1 > z8));
+            }
+            /* lanes 0-3: tile row th, 4-7: th + 1; interleaved, eight outputs of a row each */
+            const f32x8 lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
+            const f32x8 hi = __builtin_shufflevector(o0, o1, 4, 12, 5, 13, 6, 14, 7, 15);
+            const int64_t count = OW < 8 ? OW : 8;
+            float row[8];
+            if (2 * th + i < OH) {
+                memcpy(row, &lo, sizeof row);
+                copy_row(y + (2 * th + i) * OW, row, count);
+            }
+            if (th + 1 < g->th && 2 * th + 2 + i < OH) {
+                memcpy(row, &hi, sizeof row);
+                copy_row(y + (2 * th + 2 + i) * OW, row, count);
+            }
+        }
+    }
+}
+
 static void wino_output(float *y, const float *m, int64_t mstride, int64_t col0, const WinoGeom *g,
                         const ConvShape *s, float bias, int relu)
 {
     const int64_t OH = s->out[1], OW = s->out[2];
     const f32x8 b8 = F32X8_SPLAT(bias), z8 = {0};
+    if (g->tw == 4) {
+        wino_output_rows4(y, m, mstride, col0, g, s, bias, relu);
+        return;
+    }
     for (int64_t th = 0; th < g->th; th++)
         for (int64_t tw = 0; tw < g->tw; tw += 8) {
             const float *src = m + col0 + th * g->tw + tw;

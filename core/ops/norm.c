@@ -479,7 +479,7 @@ const OpDef sh_ops_norm[] = {
     {.name = "BatchNormalization", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 5,
      .infer = bn_infer, .forward = bn_run, .macs = numel_macs, .scratch = bn_scratch,
      .backward = batchnorm_op_backward, .bwd_scratch = batchnorm_op_bwd_scratch,
-     .coupling = per_channel_couple},
+     .coupling = per_channel_couple, .grad_assign = 1u},
     {.name = "LayerNormalization", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 3,
      .infer = ln_infer, .forward = ln_run, .macs = numel_macs, .scratch = ln_scratch,
      .backward = layernorm_op_backward, .bwd_scratch = layernorm_op_bwd_scratch,

@@ -37,14 +37,14 @@ static int loss(Node *n, int opset, int training, Tensor **in, int n_in, Tensor 
 }
 
 static int analytic(Node *n, int opset, int training, Tensor **in, int n_in, Tensor **w, int n_out,
-                    Tensor **gin)
+                    Tensor **gin, uint32_t assign)
 {
     Tensor *y[16] = {0};
     int rc = op_run_mode(n, opset, training, in, n_in, y, n_out);
     if (rc < 0)
         return rc;
     OpCtx c = {.node = n, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in, .out = y,
-               .training = training};
+               .training = training, .grad_assign = assign};
     size_t sb = n->op->bwd_scratch ? n->op->bwd_scratch(&c) : 0;
     void *scratch = sb ? aligned_alloc(64, (sb + 63) / 64 * 64) : NULL;
     c.scratch = scratch;
@@ -53,6 +53,42 @@ static int analytic(Node *n, int opset, int training, Tensor **in, int n_in, Ten
                          : sh_fail(SH_E_UNSUPPORTED, "op %s has no backward", n->op_type);
     free(scratch);
     free_outputs(y, n_out);
+    return rc;
+}
+
+/* For the inputs whose gradient the op can assign (OpDef.grad_assign):
+ * backward told to assign into buffers of NaN must write what it added to
+ * base before (gin - base). Returns -1 on a mismatch. */
+static int check_assign(const char *label, Node *n, int opset, int training, Tensor **in, int n_in, Tensor **w,
+                        int n_out, Tensor **gin, Tensor **base)
+{
+    Tensor *fresh[16] = {0};
+    uint32_t assign = 0;
+    int rc = 0;
+    for (int i = 0; i < n_in; i++)
+        if (gin[i] && (n->op->grad_assign & (1u << i))) {
+            fresh[i] = tensor_clone(gin[i]);
+            for (int64_t j = 0; j < fresh[i]->numel; j++)
+                tensor_f32(fresh[i])[j] = NAN; /* stale bytes: every one must be written */
+            assign |= 1u << i;
+        }
+    if (assign && analytic(n, opset, training, in, n_in, w, n_out, fresh, assign) < 0)
+        rc = -1;
+    for (int i = 0; i < n_in && rc == 0; i++) {
+        if (!fresh[i])
+            continue;
+        double worst = 0;
+        for (int64_t j = 0; j < fresh[i]->numel; j++) {
+            double added = (double)tensor_f32(gin[i])[j] - (double)tensor_f32(base[i])[j];
+            double got = tensor_f32(fresh[i])[j];
+            double err = fabs(got - added) / (1e-5 + 1e-5 * fabs(added));
+            worst = isnan(got) ? INFINITY : fmax(worst, err);
+        }
+        printf("%s: input %d assigned gradient error %.3f of tolerance\n", label, i, worst);
+        rc = worst <= 1 ? 0 : -1;
+    }
+    for (int i = 0; i < 16; i++)
+        tensor_free(fresh[i]);
     return rc;
 }
 
@@ -85,7 +121,7 @@ double t_gradcheck(const char *label, Node *n, int opset, Tensor **in, int n_in,
             gin[i] = t_rand(&r, &in[i]->shape, -1, 1); /* backward must add to this */
             base[i] = tensor_clone(gin[i]);
         }
-    if (analytic(n, opset, o.training, in, n_in, w, n_out, gin) < 0) {
+    if (analytic(n, opset, o.training, in, n_in, w, n_out, gin, 0) < 0) {
         printf("%s: backward failed: %s\n", label, sh_errmsg());
         worst = -1;
         goto done;
@@ -123,6 +159,8 @@ double t_gradcheck(const char *label, Node *n, int opset, Tensor **in, int n_in,
         if (max_err > worst)
             worst = max_err;
     }
+    if (worst >= 0 && check_assign(label, n, opset, o.training, in, n_in, w, n_out, gin, base) < 0)
+        worst = -1;
 done:
     for (int k = 0; k < 16; k++) {
         tensor_free(w[k]);
