@@ -14,6 +14,10 @@
 #include "kernels.h"
 #include "kernels_simd.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -303,6 +307,11 @@ static inline void copy_row_stride2(float *restrict dst, const float *restrict s
     } else {
         const f32x8 lo = *(const f32x8 *)src, hi = *(const f32x8 *)(src + 8);
         const f32x8 ev = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+#ifdef __AVX2__
+        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes), (__m256)ev);
+        return;
+#endif
         float lane[8];
         memcpy(lane, &ev, sizeof lane);
         if (n >= 4) { /* two overlapping halves */
