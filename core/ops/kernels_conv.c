@@ -604,35 +604,45 @@ static void wino_input(float *v, int64_t vstride, int64_t col0, const float *eo,
         }
 }
 
-/* y (one output channel of one image) from M[xi][col0 + tile] (mstride
- * floats between xi planes): Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1]. */
+/* Y = A^T m A (A^T = [1 1 1 0; 0 1 -1 -1]) of the eight tiles at src of
+ * M (mstride floats between xi planes), plus b8, max(0, .) if relu: O0[i]
+ * and O1[i] are the even and odd output columns of output row i of each
+ * tile. A macro for the same reason as WINO_INPUT_STORE. */
+#define WINO_OUTPUT_TILES(src, mstride, b8, relu, O0, O1)                                  \
+    do {                                                                                \
+        f32x8 r_[2][4]; /* A^T m: rows */                                               \
+        for (int j_ = 0; j_ < 4; j_++) {                                                \
+            const f32x8 q0 = *(const f32x8 *)((src) + (0 * 4 + j_) * (mstride));        \
+            const f32x8 q1 = *(const f32x8 *)((src) + (1 * 4 + j_) * (mstride));        \
+            const f32x8 q2 = *(const f32x8 *)((src) + (2 * 4 + j_) * (mstride));        \
+            const f32x8 q3 = *(const f32x8 *)((src) + (3 * 4 + j_) * (mstride));        \
+            r_[0][j_] = q0 + q1 + q2;                                                   \
+            r_[1][j_] = q1 - q2 - q3;                                                   \
+        }                                                                               \
+        for (int i_ = 0; i_ < 2; i_++) { /* (A^T m) A: columns */                       \
+            O0[i_] = r_[i_][0] + r_[i_][1] + r_[i_][2] + (b8);                          \
+            O1[i_] = r_[i_][1] - r_[i_][2] - r_[i_][3] + (b8);                          \
+            if (relu) {                                                                 \
+                const f32x8 z_ = {0};                                                   \
+                O0[i_] = (f32x8)((i32x8)O0[i_] & (O0[i_] > z_));                        \
+                O1[i_] = (f32x8)((i32x8)O1[i_] & (O1[i_] > z_));                        \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
 /* Four tiles a row: each eight lanes of M hold two tile rows. */
 static void wino_output_rows4(float *y, const float *m, int64_t mstride, int64_t col0, const WinoGeom *g,
                               const ConvShape *s, float bias, int relu)
 {
-    const int64_t OH = s->out[1], OW = s->out[2];
-    const f32x8 b8 = F32X8_SPLAT(bias), z8 = {0};
+    const int64_t OH = s->out[1], OW = s->out[2], count = OW < 8 ? OW : 8;
+    const f32x8 b8 = F32X8_SPLAT(bias);
     for (int64_t th = 0; th < g->th; th += 2) {
-        const float *src = m + col0 + th * 4;
-        f32x8 r[2][4]; /* A^T m: rows */
-        for (int j = 0; j < 4; j++) {
-            const f32x8 q0 = *(const f32x8 *)(src + (0 * 4 + j) * mstride);
-            const f32x8 q1 = *(const f32x8 *)(src + (1 * 4 + j) * mstride);
-            const f32x8 q2 = *(const f32x8 *)(src + (2 * 4 + j) * mstride);
-            const f32x8 q3 = *(const f32x8 *)(src + (3 * 4 + j) * mstride);
-            r[0][j] = q0 + q1 + q2;
-            r[1][j] = q1 - q2 - q3;
-        }
-        for (int i = 0; i < 2; i++) { /* (A^T m) A: columns */
-            f32x8 o0 = r[i][0] + r[i][1] + r[i][2] + b8, o1 = r[i][1] - r[i][2] - r[i][3] + b8;
-            if (relu) {
-                o0 = (f32x8)((i32x8)o0 & (o0 > z8));
-                o1 = (f32x8)((i32x8)o1 & (o1 > z8));
-            }
+        f32x8 o0[2], o1[2];
+        WINO_OUTPUT_TILES(m + col0 + th * 4, mstride, b8, relu, o0, o1);
+        for (int i = 0; i < 2; i++) {
             /* lanes 0-3: tile row th, 4-7: th + 1; interleaved, eight outputs of a row each */
-            const f32x8 lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
-            const f32x8 hi = __builtin_shufflevector(o0, o1, 4, 12, 5, 13, 6, 14, 7, 15);
-            const int64_t count = OW < 8 ? OW : 8;
+            const f32x8 lo = __builtin_shufflevector(o0[i], o1[i], 0, 8, 1, 9, 2, 10, 3, 11);
+            const f32x8 hi = __builtin_shufflevector(o0[i], o1[i], 4, 12, 5, 13, 6, 14, 7, 15);
             float row[8];
             if (2 * th + i < OH) {
                 memcpy(row, &lo, sizeof row);
@@ -646,38 +656,26 @@ static void wino_output_rows4(float *y, const float *m, int64_t mstride, int64_t
     }
 }
 
+/* y (one output channel of one image) from M[xi][col0 + tile]. */
 static void wino_output(float *y, const float *m, int64_t mstride, int64_t col0, const WinoGeom *g,
                         const ConvShape *s, float bias, int relu)
 {
     const int64_t OH = s->out[1], OW = s->out[2];
-    const f32x8 b8 = F32X8_SPLAT(bias), z8 = {0};
+    const f32x8 b8 = F32X8_SPLAT(bias);
     if (g->tw == 4) {
         wino_output_rows4(y, m, mstride, col0, g, s, bias, relu);
         return;
     }
     for (int64_t th = 0; th < g->th; th++)
         for (int64_t tw = 0; tw < g->tw; tw += 8) {
-            const float *src = m + col0 + th * g->tw + tw;
             const int64_t n = g->tw - tw < 8 ? g->tw - tw : 8;
-            f32x8 r[2][4]; /* A^T m: rows */
-            for (int j = 0; j < 4; j++) {
-                const f32x8 q0 = *(const f32x8 *)(src + (0 * 4 + j) * mstride);
-                const f32x8 q1 = *(const f32x8 *)(src + (1 * 4 + j) * mstride);
-                const f32x8 q2 = *(const f32x8 *)(src + (2 * 4 + j) * mstride);
-                const f32x8 q3 = *(const f32x8 *)(src + (3 * 4 + j) * mstride);
-                r[0][j] = q0 + q1 + q2;
-                r[1][j] = q1 - q2 - q3;
-            }
-            for (int i = 0; i < 2 && 2 * th + i < OH; i++) { /* (A^T m) A: columns */
-                f32x8 o0 = r[i][0] + r[i][1] + r[i][2] + b8, o1 = r[i][1] - r[i][2] - r[i][3] + b8;
-                if (relu) {
-                    o0 = (f32x8)((i32x8)o0 & (o0 > z8));
-                    o1 = (f32x8)((i32x8)o1 & (o1 > z8));
-                }
+            f32x8 o0[2], o1[2];
+            WINO_OUTPUT_TILES(m + col0 + th * g->tw + tw, mstride, b8, relu, o0, o1);
+            for (int i = 0; i < 2 && 2 * th + i < OH; i++) {
                 /* interleave even and odd output columns: 16 outputs of one row */
                 float *yr = y + (2 * th + i) * OW + 2 * tw;
-                const f32x8 lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
-                const f32x8 hi = __builtin_shufflevector(o0, o1, 4, 12, 5, 13, 6, 14, 7, 15);
+                const f32x8 lo = __builtin_shufflevector(o0[i], o1[i], 0, 8, 1, 9, 2, 10, 3, 11);
+                const f32x8 hi = __builtin_shufflevector(o0[i], o1[i], 4, 12, 5, 13, 6, 14, 7, 15);
                 const int64_t count = 2 * (tw + n) <= OW ? 2 * n : 2 * n - 1; /* odd OW: half a tile */
                 if (count == 16) {
                     *(f32x8 *)yr = lo;
