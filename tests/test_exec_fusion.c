@@ -67,9 +67,9 @@ static size_t compare_fused_and_plain(Graph *g, int64_t batch, const char *label
     assert_int_equal(exec_plan(g, &s, &no, &plain), 0);
     assert_int_equal(exec_run(fused, &x), 0);
     assert_int_equal(exec_run(plain, &x), 0);
-    for (int k = 0; k < g->n_outputs; k++) {
-        double d = t_max_diff(label, exec_output(fused, k), exec_output(plain, k));
-        assert_true(d <= 1e-5);
+    for (int k = 0; k < g->n_outputs; k++) { /* the conv tests' tolerance: Winograd F(4x4,3x3) rounds */
+        t_max_diff(label, exec_output(fused, k), exec_output(plain, k));
+        assert_true(t_allclose(exec_output(fused, k), exec_output(plain, k), 1e-4, 1e-5));
     }
     size_t arena = exec_arena_bytes(fused);
     exec_free(fused);

@@ -306,8 +306,8 @@ static void test_conv_every_algorithm_matches_reference(void **state)
     (void)state;
     TRng r;
     trng_seed(&r, 2);
-    const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd"};
-    int shift_cases = 0, winograd_cases = 0;
+    const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd", "winograd4"};
+    int shift_cases = 0, winograd_cases = 0, winograd4_cases = 0;
     for (size_t ci = 0; ci < sizeof ALGO_CASES / sizeof *ALGO_CASES; ci++) {
         const Case *k = &ALGO_CASES[ci];
         ConvShape s;
@@ -320,14 +320,16 @@ static void test_conv_every_algorithm_matches_reference(void **state)
             if (relu)
                 for (int64_t i = 0; i < want->numel; i++)
                     tensor_f32(want)[i] = fmaxf(tensor_f32(want)[i], 0.0f);
-            for (int algo = 0; algo < 5; algo++) {
+            for (int algo = 0; algo <= CONV_WINOGRAD4; algo++) {
                 if ((algo == CONV_DIRECT && k->cin / k->group != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) ||
-                    (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
+                    ((algo == CONV_WINOGRAD || algo == CONV_WINOGRAD4) && !conv_winograd_ok(&s)))
                     continue;
                 shift_cases += algo == CONV_GEMM_SHIFT;
                 winograd_cases += algo == CONV_WINOGRAD;
+                winograd4_cases += algo == CONV_WINOGRAD4;
                 /* chunk 2 makes the batch algorithms run a short last chunk */
-                const bool chunked = algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT || algo == CONV_WINOGRAD;
+                const bool chunked = algo == CONV_GEMM_BATCH || algo == CONV_GEMM_SHIFT || algo == CONV_WINOGRAD ||
+                                     algo == CONV_WINOGRAD4;
                 for (int64_t chunk = 0; chunk <= (chunked ? 2 : 0); chunk += 2) {
                     ConvPlan p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
                     Tensor *y = tensor_new(SH_F32, &want->shape);
@@ -351,7 +353,7 @@ static void test_conv_every_algorithm_matches_reference(void **state)
         tensor_free(b);
         tensor_free(want);
     }
-    assert_true(shift_cases >= 8 && winograd_cases >= 8); /* both met several shapes */
+    assert_true(shift_cases >= 8 && winograd_cases >= 8 && winograd4_cases >= 8); /* all met several shapes */
 }
 
 static void test_conv_pointwise_needs_no_im2col_scratch(void **state)

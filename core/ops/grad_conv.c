@@ -264,25 +264,6 @@ static int64_t wino_chunk(const ConvShape *s, int64_t chunk)
     return chunk;
 }
 
-/* Transposes the 8x8 block whose rows are r[0..7]: afterwards r[k]
- * holds what was column k (unpack, then pair, then half-swap shuffles). */
-static void transpose8(f32x8 *r)
-{
-    f32x8 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int j = 0; j < 2; j++) {
-            u[i + 2 * j] = __builtin_shufflevector(t[i + j], t[i + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * j + 1] = __builtin_shufflevector(t[i + j], t[i + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int k = 0; k < 4; k++) {
-        r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
 
 /* blk[(r * bw + c) * 8 + l] = plane l (of nc, planes sp apart) at row
  * r - r0, column c - c0, for the rows and columns that land inside both

@@ -54,11 +54,13 @@ typedef enum {
                         sgemm per kernel tap over shifted views of a zero-separated copy */
     CONV_WINOGRAD,   /* 2-D 3x3 stride 1 dilation 1: Winograd F(2x2,3x3), 16 sgemms per
                         chunk of images on transformed tiles, 2.25x fewer multiplies */
+    CONV_WINOGRAD4,  /* the same shapes: Winograd F(4x4,3x3), 36 sgemms, 4x fewer multiplies
+                        (kernels_wino4.c) */
 } ConvAlgo;
 
 typedef struct {
     ConvAlgo algo;
-    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH, CONV_GEMM_SHIFT, CONV_WINOGRAD */
+    int64_t chunk; /* images per sgemm in CONV_GEMM_BATCH, CONV_GEMM_SHIFT, CONV_WINOGRAD(4) */
     size_t scratch_bytes;
     /* SHIFT and WINOGRAD rearrange the weights at the start of scratch: set
      * when the previous conv_forward, with the same weights, algorithm and
@@ -85,6 +87,13 @@ size_t conv_scratch_bound(const ConvShape *s);
 ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk);
 /* Whether the GEMM dimensions of s's plans fit BLAS's int arguments. */
 bool conv_fits_blas(const ConvShape *s);
+
+/* F(4x4,3x3) internals for kernels_conv.c: scratch for a chunk of
+ * images, tiles per image, the conv itself (conv_forward's contract). */
+size_t conv_winograd4_scratch(const ConvShape *s, int64_t chunk);
+int64_t conv_winograd4_tiles(const ConvShape *s);
+void conv_winograd4(float *y, const float *x, const float *w, const float *b, const ConvShape *s, int64_t chunk,
+                    int relu, bool weights_ready, float *scratch);
 
 /* y = conv(x, w) + b (b may be NULL), then max(0, .) if relu.
  * scratch: p->scratch_bytes, 64-byte aligned. */

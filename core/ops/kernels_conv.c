@@ -274,23 +274,6 @@ static int64_t padded_image_floats(const ConvShape *s)
     return padded_im2col_ok(s) ? s->cin / s->group * padded_h(s) * padded_w(s) + 16 : 0;
 }
 
-/* n floats, n small: whole vectors, the last one overlapping the previous. */
-static inline void copy_row(float *restrict dst, const float *restrict src, int64_t n)
-{
-    if (n >= 8) {
-        int64_t i = 0;
-        for (; i + 8 < n; i += 8)
-            *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i);
-        *(f32x8 *)(dst + n - 8) = *(const f32x8 *)(src + n - 8);
-    } else if (n >= 4) {
-        *(f32x4 *)dst = *(const f32x4 *)src;
-        *(f32x4 *)(dst + n - 4) = *(const f32x4 *)(src + n - 4);
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = src[i];
-    }
-}
-
 /* dst[i] = src[2i] for i < n (n small): eight outputs from each sixteen
  * floats, the last vector overlapping the previous; reads up to src[15]
  * when n < 8, else up to src[2n-1]. */
@@ -776,6 +759,19 @@ ConvPlan conv_plan_with(const ConvShape *s, ConvAlgo algo, int64_t chunk)
         p.scratch_bytes = wino_scratch(s, chunk);
         break;
     }
+    case CONV_WINOGRAD4: {
+        const int64_t per = 36 * (s->cin / s->group + s->cout / s->group) * conv_winograd4_tiles(s) *
+                            (int64_t)sizeof(float);
+        if (chunk <= 0)
+            chunk = per > 0 ? (int64_t)(CONV_BATCH_SCRATCH_CAP / (size_t)per) : s->n;
+        chunk = chunk > s->n ? s->n : chunk;
+        chunk = chunk < 1 ? 1 : chunk;
+        while (chunk > 1 && !fits_int(chunk * conv_winograd4_tiles(s) + 8))
+            chunk /= 2;
+        p.chunk = chunk;
+        p.scratch_bytes = conv_winograd4_scratch(s, chunk);
+        break;
+    }
     case CONV_GEMM_SHIFT: {
         const ShiftLayout one = shift_layout(s, 1);
         const int64_t per = (s->cin / s->group * one.rows * one.rs + s->cout / s->group * one.rows * one.rs) *
@@ -841,6 +837,15 @@ ConvPlan conv_plan(const ConvShape *s, int threads)
         return conv_plan_with(s, CONV_DIRECT, 0);
     /* Winograd's 16 GEMMs have N = tiles: with few tiles in all (one small
      * image) they are too thin, and plain GEMM wins */
+    /* F(4x4,3x3) where its 36 GEMMs get enough tiles: 15-30% under F(2x2,3x3)
+     * on 28x28 to 7x7 maps with 32-128 channels (V and M near 1 MB a chunk) */
+    const int64_t tiles4 = conv_winograd_ok(s) ? conv_winograd4_tiles(s) : 0;
+    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0 && tiles4 * s->n >= 32) {
+        const int64_t per = 36 * (cin_g + cout_g) * tiles4 * (int64_t)sizeof(float);
+        ConvPlan p = conv_plan_with(s, CONV_WINOGRAD4, ((int64_t)1 << 20) / per > 1 ? ((int64_t)1 << 20) / per : 1);
+        if (p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP)
+            return p;
+    }
     if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0 && wino_geom(s).tiles * s->n >= 64) {
         /* V and M (16 x (cin+cout) x tiles floats) near 512 KB */
         ConvPlan p = conv_plan_with(s, CONV_WINOGRAD, chunk_for(8192 / (cin_g + cout_g), wino_geom(s).tiles, s->n));
@@ -1117,6 +1122,9 @@ void conv_forward(float *y, const float *x, const float *w, const float *b, cons
         break;
     case CONV_WINOGRAD:
         conv_winograd(y, x, w, b, s, p->chunk, relu, p->weights_ready, scratch);
+        break;
+    case CONV_WINOGRAD4:
+        conv_winograd4(y, x, w, b, s, p->chunk, relu, p->weights_ready, scratch);
         break;
     }
 }

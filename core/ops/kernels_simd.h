@@ -156,4 +156,41 @@ static inline float max_f32(const float *x, int64_t n)
     return m;
 }
 
+/* Transposes the 8x8 block whose rows are r[0..7]: afterwards r[k]
+ * holds what was column k (unpack, then pair, then half-swap shuffles). */
+static inline void transpose8(f32x8 *r)
+{
+    f32x8 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; j++) {
+            u[i + 2 * j] = __builtin_shufflevector(t[i + j], t[i + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * j + 1] = __builtin_shufflevector(t[i + j], t[i + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* n floats, n small: whole vectors, the last one overlapping the previous. */
+static inline void copy_row(float *restrict dst, const float *restrict src, int64_t n)
+{
+    if (n >= 8) {
+        int64_t i = 0;
+        for (; i + 8 < n; i += 8)
+            *(f32x8 *)(dst + i) = *(const f32x8 *)(src + i);
+        *(f32x8 *)(dst + n - 8) = *(const f32x8 *)(src + n - 8);
+    } else if (n >= 4) {
+        *(f32x4 *)dst = *(const f32x4 *)src;
+        *(f32x4 *)(dst + n - 4) = *(const f32x4 *)(src + n - 4);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
+}
+
 #endif

@@ -257,10 +257,10 @@ int main(int argc, char **argv)
         r.b = rand_buf(l->cout, &seed);
         r.y = rand_buf(batch * l->cout * P, &seed);
         const ConvPlan chosen = conv_plan(&s, threads);
-        const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd"};
-        for (int algo = 0; algo < 5; algo++) {
+        const char *names[] = {"direct", "gemm per image", "gemm batch", "gemm shift", "winograd", "winograd4"};
+        for (int algo = 0; algo <= CONV_WINOGRAD4; algo++) {
             if ((algo == CONV_DIRECT && cin_g != 1) || (algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) ||
-                (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
+                ((algo == CONV_WINOGRAD || algo == CONV_WINOGRAD4) && !conv_winograd_ok(&s)))
                 continue;
             /* the chosen algorithm with its own chunk; the others as forced plans */
             r.p = algo == (int)chosen.algo ? chosen : conv_plan_with(&s, (ConvAlgo)algo, 0);
@@ -278,9 +278,9 @@ int main(int argc, char **argv)
             r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64 + 64);
             print_row("im2col alone", time_work(run_im2col, &r, iters), flops, batch, "(GFLOP/s of the conv)");
             free(r.scratch);
-            for (int algo = CONV_GEMM_BATCH; algo <= CONV_WINOGRAD; algo++)
+            for (int algo = CONV_GEMM_BATCH; algo <= CONV_WINOGRAD4; algo++)
                 for (int64_t chunk = 1; chunk <= batch; chunk *= 2) {
-                    if ((algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) || (algo == CONV_WINOGRAD && !conv_winograd_ok(&s)))
+                    if ((algo == CONV_GEMM_SHIFT && !conv_shift_ok(&s)) || ((algo == CONV_WINOGRAD || algo == CONV_WINOGRAD4) && !conv_winograd_ok(&s)))
                         break;
                     r.p = conv_plan_with(&s, (ConvAlgo)algo, chunk);
                     r.scratch = aligned_alloc(64, (r.p.scratch_bytes + 63) / 64 * 64);
