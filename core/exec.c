@@ -752,6 +752,10 @@ static void place_buffers(ExecPlan *p)
 
 static int alloc_arena(ExecPlan *p)
 {
+    int rc;
+    if ((rc = sh_check_budget(p->arena_bytes, "the activations")) < 0 ||
+        (rc = sh_check_budget(p->scratch_bytes, "scratch space")) < 0)
+        return rc;
     if (p->n_buffers) { /* empty tensors too get a real address, not NULL + 0 */
         p->arena = aligned_alloc(ARENA_ALIGN, p->arena_bytes ? p->arena_bytes : ARENA_ALIGN);
         if (!p->arena)
@@ -1106,6 +1110,9 @@ static int alloc_grads(ExecPlan *p)
         if (p->needs_grad[v] && p->slots[v].kind != SLOT_CONST)
             total += ((size_t)p->slots[v].t.numel + 15) / 16 * 16;
     p->grad_floats = total;
+    int rc = sh_check_budget(total * sizeof(float), "the gradients");
+    if (rc < 0)
+        return rc;
     p->grad_arena = total ? aligned_alloc(64, total * sizeof(float)) : NULL;
     if (total && !p->grad_arena)
         return sh_fail(SH_E_NOMEM, "out of memory: gradients need %.1f MB", (double)total * 4 / 1e6);

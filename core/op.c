@@ -2,6 +2,7 @@
 #include "op.h"
 
 #include "error.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,6 +117,10 @@ int op_run_mode(const Node *n, int opset, int training, Tensor **in, int n_in, T
         memcpy(outs[0]->data, in[0]->data, tensor_bytes(outs[0]));
     } else {
         size_t sb = op->scratch ? op->scratch(&c) : 0;
+        if (sb && (rc = sh_check_budget(sb, "scratch")) < 0) {
+            rc = op_fail(&c, rc, "%s", sh_errmsg());
+            goto fail;
+        }
         if (sb) {
             scratch = aligned_alloc(64, (sb + 63) / 64 * 64);
             if (!scratch) {

@@ -1,6 +1,7 @@
 #include "tensor.h"
 
 #include "error.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -132,6 +133,9 @@ int tensor_alloc(Tensor *t, DType dtype, const Shape *s)
         return sh_fail(SH_E_UNSUPPORTED, "unsupported element type %d", (int)dtype);
     if (!sh_mul_ok(numel, (int64_t)dtype_size(dtype), &bytes) || (uint64_t)bytes > SIZE_MAX / 2)
         return sh_fail(SH_E_NOMEM, "tensor of %lld elements is too large", (long long)numel);
+    int rc = sh_check_budget((size_t)bytes, "the tensor");
+    if (rc < 0)
+        return rc;
     t->data = calloc(bytes ? (size_t)bytes : 1, 1);
     if (!t->data)
         return sh_fail(SH_E_NOMEM, "out of memory allocating %lld bytes", (long long)bytes);

@@ -1,11 +1,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
+#include "error.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void out_of_memory(size_t n)
 {
@@ -116,4 +119,25 @@ int edit_distance(const char *a, const char *b)
         }
     }
     return row[lb];
+}
+
+static size_t memory_budget; /* 0: the physical memory */
+
+size_t sh_memory_budget(void)
+{
+    if (memory_budget)
+        return memory_budget;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : SIZE_MAX;
+}
+
+void sh_set_memory_budget(size_t bytes) { memory_budget = bytes; }
+
+int sh_check_budget(size_t bytes, const char *what)
+{
+    size_t budget = sh_memory_budget();
+    if (bytes <= budget)
+        return 0;
+    return sh_fail(SH_E_NOMEM, "%s would take %.1f MB, more than the %.1f MB memory budget", what, (double)bytes / 1e6,
+                   (double)budget / 1e6);
 }

@@ -21,6 +21,15 @@ uint64_t hash_bytes(const void *p, size_t n, uint64_t seed);
 
 double now_seconds(void); /* CLOCK_MONOTONIC */
 
+/* The most bytes one data allocation (a tensor, an arena, scratch) may
+ * take: the machine's physical memory unless set lower (tests, fuzzing).
+ * Larger requests fail with a clear message instead of paging the machine
+ * to a halt. sh_set_memory_budget(0) restores the default. */
+size_t sh_memory_budget(void);
+void sh_set_memory_budget(size_t bytes);
+/* 0 if bytes fit the budget, else SH_E_NOMEM naming what (a noun phrase). */
+int sh_check_budget(size_t bytes, const char *what);
+
 /* Levenshtein distance, capped at 100. */
 int edit_distance(const char *a, const char *b);
 

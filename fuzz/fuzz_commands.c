@@ -64,6 +64,9 @@ static void check_to_text(const Command *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* a model may ask for any size: past this, shears must refuse cleanly
+     * (libFuzzer reports mallocs over 2 GB as failures) */
+    sh_set_memory_budget((size_t)256 << 20);
     if (size == 0 || size > 4096)
         return 0;
     bool json = data[0] & 1;

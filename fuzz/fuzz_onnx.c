@@ -119,6 +119,9 @@ done:
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* a model may ask for any size: past this, shears must refuse cleanly
+     * (libFuzzer reports mallocs over 2 GB as failures) */
+    sh_set_memory_budget((size_t)256 << 20);
     Graph *g = NULL;
     if (onnx_load_buffer(data, size, "fuzz.onnx", &g) < 0)
         return 0;

@@ -244,6 +244,9 @@ static void describe(const Node *n, int opset, Tensor **in, int n_in, int n_out)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* a model may ask for any size: past this, shears must refuse cleanly
+     * (libFuzzer reports mallocs over 2 GB as failures) */
+    sh_set_memory_budget((size_t)256 << 20);
     if (!n_ops)
         op_foreach(collect, NULL);
     if (!n_ops || size < 2)

@@ -985,6 +985,31 @@ static void test_empty_tensors_run(void **state)
     graph_free(g);
 }
 
+/* Past the memory budget, planning and running an op fail with one clear
+ * message instead of asking the allocator; within it they work. */
+static void test_memory_budget_refuses_cleanly(void **state)
+{
+    (void)state;
+    Graph *g = graph_new();
+    Shape xs = shape_of(2, (int64_t)4, (int64_t)(1 << 18)); /* 4 MB of floats */
+    int x = graph_add_input(g, "x", SH_F32, &xs);
+    int a = tg_op1(g, "Neg", "a", 1, &x);
+    int b = tg_op1(g, "Exp", "b", 1, &a);
+    graph_add_output(g, b);
+    ExecPlan *p = NULL;
+    sh_set_memory_budget((size_t)1 << 20);
+    assert_int_equal(exec_plan(g, &xs, NULL, &p), SH_E_NOMEM);
+    printf("budget 1 MB: %s\n", sh_errmsg());
+    assert_non_null(strstr(sh_errmsg(), "memory budget"));
+    Tensor t;
+    assert_int_equal(tensor_alloc(&t, SH_F32, &xs), SH_E_NOMEM);
+    sh_set_memory_budget(0);
+    assert_true(sh_memory_budget() > ((size_t)1 << 20));
+    assert_int_equal(exec_plan(g, &xs, NULL, &p), 0);
+    exec_free(p);
+    graph_free(g);
+}
+
 static void test_dim_strings(void **state)
 {
     (void)state;
@@ -1027,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_conv_fusion_corner_cases_match_unfused),
         cmocka_unit_test(test_empty_tensors_run),
         cmocka_unit_test(test_dim_strings),
+        cmocka_unit_test(test_memory_budget_refuses_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
