@@ -58,36 +58,6 @@ static int per_sample_macs(const Graph *g, int64_t **out)
     return rc;
 }
 
-/* Float parameters per node; a shared initializer counts at its first reader. */
-static int64_t *per_node_params(const Graph *g)
-{
-    int64_t *params = xcalloc((size_t)g->n_nodes + 1, sizeof *params);
-    bool *seen = xcalloc((size_t)g->n_values + 1, sizeof *seen);
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            int v = g->nodes[i].in[k];
-            if (v < 0 || seen[v] || !(g->values[v].flags & VAL_CONST) || !g->values[v].data ||
-                g->values[v].data->dtype != SH_F32)
-                continue;
-            seen[v] = true;
-            params[i] += g->values[v].data->numel;
-        }
-    free(seen);
-    return params;
-}
-
-static void human(double x, char *buf, size_t n)
-{
-    if (x >= 1e9)
-        snprintf(buf, n, "%.2fG", x / 1e9);
-    else if (x >= 1e6)
-        snprintf(buf, n, "%.2fM", x / 1e6);
-    else if (x >= 1e4)
-        snprintf(buf, n, "%.1fK", x / 1e3);
-    else
-        snprintf(buf, n, "%.0f", x);
-}
-
 int cmd_info(Workspace *ws, const Command *c, Out *o)
 {
     (void)c;
@@ -95,7 +65,8 @@ int cmd_info(Workspace *ws, const Command *c, Out *o)
     if (rc < 0)
         return rc;
     const Graph *g = ws->model;
-    int64_t *macs, *params = per_node_params(g), total_macs = 0, total_params = 0;
+    int64_t *macs, *params = xcalloc((size_t)g->n_nodes + 1, sizeof *params), total_macs = 0, total_params = 0;
+    graph_node_params(g, params);
     if ((rc = per_sample_macs(g, &macs)) < 0) {
         free(params);
         return rc;
@@ -112,8 +83,8 @@ int cmd_info(Workspace *ws, const Command *c, Out *o)
         if (n->n_out > 0 && n->out[0] >= 0)
             sym_shape_str(&g->values[n->out[0]].shape, shape, sizeof shape);
         double pct = total_macs ? 100.0 * (double)macs[i] / (double)total_macs : 0;
-        human((double)params[i], p, sizeof p);
-        human((double)macs[i], m, sizeof m);
+        format_count((double)params[i], p, sizeof p);
+        format_count((double)macs[i], m, sizeof m);
         out_text(o, "%-32.32s %-20.20s %-20.20s %10s %10s %5.1f%%\n", n->name, n->op_type, shape, p, m, pct);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "name", n->name);
@@ -125,8 +96,8 @@ int cmd_info(Workspace *ws, const Command *c, Out *o)
         cJSON_AddItemToArray(nodes, e);
     }
     char p[32], m[32];
-    human((double)total_params, p, sizeof p);
-    human((double)total_macs, m, sizeof m);
+    format_count((double)total_params, p, sizeof p);
+    format_count((double)total_macs, m, sizeof m);
     /* MACs are counted at batch 1, or at the model's own batch if it is fixed */
     int64_t fixed = 1;
     if (g->n_inputs > 0 && g->values[g->inputs[0]].shape.rank > 0 && g->values[g->inputs[0]].shape.d[0] > 0)

@@ -79,7 +79,10 @@ struct ExecPlan {
     bool *grad_zeroed;    /* per value, this backward: its arena buffer was cleared */
     /* batch parts: whole plans for slices of the batch, run on separate threads */
     ExecPlan **parts;
-    int64_t *part_batch;
+    int64_t *part_batch, *part_start; /* samples per part, and the first one */
+    Tensor *part_in;                  /* [n_parts][n_inputs]: views of the inputs' slices */
+    Tensor **part_in_ptrs;
+    char **part_errors;               /* per part, the last run's message (sh_errmsg is per thread) */
     int n_parts;
     int64_t batch;
     void **part_outputs; /* per graph output: the assembled output (owned) */
@@ -186,6 +189,10 @@ void exec_free(ExecPlan *p)
         exec_free(p->parts[i]);
     free(p->parts);
     free(p->part_batch);
+    free(p->part_start);
+    free(p->part_in);
+    free(p->part_in_ptrs);
+    free(p->part_errors);
     for (int k = 0; p->part_outputs && k < p->g->n_outputs; k++)
         free(p->part_outputs[k]);
     free(p->part_outputs);
@@ -844,12 +851,17 @@ static int plan_parts(ExecPlan *p, const Shape *shapes, int64_t batch)
     o.one_part = true;
     p->parts = xcalloc((size_t)n, sizeof *p->parts);
     p->part_batch = xcalloc((size_t)n, sizeof *p->part_batch);
+    p->part_start = xcalloc((size_t)n, sizeof *p->part_start);
+    p->part_in = xcalloc((size_t)(n * g->n_inputs) + 1, sizeof *p->part_in);
+    p->part_in_ptrs = xcalloc((size_t)(n * g->n_inputs) + 1, sizeof *p->part_in_ptrs);
+    p->part_errors = xcalloc((size_t)n, sizeof *p->part_errors);
     p->part_outputs = xcalloc((size_t)g->n_outputs + 1, sizeof *p->part_outputs);
     p->n_parts = n;
     p->batch = batch;
     Shape *s = xcalloc((size_t)g->n_inputs + 1, sizeof *s);
     for (int i = 0; i < n && rc == 0; i++) {
         p->part_batch[i] = batch / n + (i < batch % n);
+        p->part_start[i] = i ? p->part_start[i - 1] + p->part_batch[i - 1] : 0;
         for (int k = 0; k < g->n_inputs; k++) {
             s[k] = shapes[k];
             s[k].d[0] = p->part_batch[i];
@@ -868,7 +880,6 @@ static int plan_parts(ExecPlan *p, const Shape *shapes, int64_t batch)
 typedef struct {
     ExecPlan *p;
     Tensor *const *inputs;
-    char **errors; /* per part: its message (sh_errmsg is per thread) */
 } PartsRun;
 
 /* Bytes of one sample of t (t's first dimension is the batch). */
@@ -882,11 +893,9 @@ static int run_part(int i, void *ctx)
     PartsRun *r = ctx;
     ExecPlan *p = r->p;
     const Graph *g = p->g;
-    int64_t start = 0;
-    for (int k = 0; k < i; k++)
-        start += p->part_batch[k];
-    Tensor *views = xcalloc((size_t)g->n_inputs + 1, sizeof *views);
-    Tensor **ptrs = xcalloc((size_t)g->n_inputs + 1, sizeof *ptrs);
+    const int64_t start = p->part_start[i];
+    Tensor *views = p->part_in + (size_t)i * (size_t)g->n_inputs;
+    Tensor **ptrs = p->part_in_ptrs + (size_t)i * (size_t)g->n_inputs;
     for (int k = 0; k < g->n_inputs; k++) {
         const Tensor *t = r->inputs[k];
         views[k] = *t;
@@ -902,24 +911,23 @@ static int run_part(int i, void *ctx)
         memcpy((char *)dst->data + (size_t)start * sample_bytes(dst, p->batch), src->data, tensor_bytes(src));
     }
     if (rc < 0)
-        r->errors[i] = xstrdup(sh_errmsg());
-    free(views);
-    free(ptrs);
+        p->part_errors[i] = xstrdup(sh_errmsg());
     return rc;
 }
 
 static int run_parts(ExecPlan *p, Tensor *const *inputs)
 {
-    PartsRun r = {.p = p, .inputs = inputs, .errors = xcalloc((size_t)p->n_parts, sizeof(char *))};
+    PartsRun r = {.p = p, .inputs = inputs};
     int rc = sh_run_parallel(p->n_parts, run_part, &r);
     const char *first = NULL;
     for (int i = 0; i < p->n_parts && !first; i++)
-        first = r.errors[i];
+        first = p->part_errors[i];
     if (rc < 0 && first)
         sh_fail(rc, "%s", first);
-    for (int i = 0; i < p->n_parts; i++)
-        free(r.errors[i]);
-    free(r.errors);
+    for (int i = 0; i < p->n_parts; i++) {
+        free(p->part_errors[i]);
+        p->part_errors[i] = NULL;
+    }
     return rc < 0 ? rc : 0;
 }
 

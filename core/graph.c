@@ -654,6 +654,21 @@ int64_t graph_param_count(const Graph *g)
     return total;
 }
 
+void graph_node_params(const Graph *g, int64_t *params)
+{
+    bool *seen = xcalloc((size_t)g->n_values + 1, sizeof *seen);
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int v = g->nodes[i].in[k];
+            if (v < 0 || seen[v] || !(g->values[v].flags & VAL_CONST) || !g->values[v].data ||
+                g->values[v].data->dtype != SH_F32)
+                continue;
+            seen[v] = true;
+            params[i] += g->values[v].data->numel;
+        }
+    free(seen);
+}
+
 /* ---- trainable parameters ---- */
 
 static bool weight_op(const char *op)

@@ -162,6 +162,9 @@ int graph_pack_params(Graph *g);
 
 /* Total number of float parameters in initializers. */
 int64_t graph_param_count(const Graph *g);
+/* Adds each node's float parameters into params[node] (a shared
+ * initializer counts at its first reader). */
+void graph_node_params(const Graph *g, int64_t *params);
 
 /* Gives every unnamed node a unique name "<op_type>_<index>". */
 void graph_name_nodes(Graph *g);

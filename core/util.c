@@ -141,3 +141,17 @@ int sh_check_budget(size_t bytes, const char *what)
     return sh_fail(SH_E_NOMEM, "%s would take %.1f MB, more than the %.1f MB memory budget", what, (double)bytes / 1e6,
                    (double)budget / 1e6);
 }
+
+void format_count(double x, char *buf, size_t n)
+{
+    if (x < 0)
+        snprintf(buf, n, "?");
+    else if (x >= 1e9)
+        snprintf(buf, n, "%.2fG", x / 1e9);
+    else if (x >= 1e6)
+        snprintf(buf, n, "%.2fM", x / 1e6);
+    else if (x >= 1e4)
+        snprintf(buf, n, "%.1fK", x / 1e3);
+    else
+        snprintf(buf, n, "%.0f", x);
+}

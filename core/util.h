@@ -30,6 +30,9 @@ void sh_set_memory_budget(size_t bytes);
 /* 0 if bytes fit the budget, else SH_E_NOMEM naming what (a noun phrase). */
 int sh_check_budget(size_t bytes, const char *what);
 
+/* A count in a few characters: "1.23G", "4.56M", "12.3K", "789"; "?" if negative (unknown). */
+void format_count(double x, char *buf, size_t n);
+
 /* Levenshtein distance, capped at 100. */
 int edit_distance(const char *a, const char *b);
 

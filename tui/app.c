@@ -459,8 +459,8 @@ static void draw_summary(App *app)
     }
     char p[3][32], m[3][32], a[3][32], l[3][32], params[128], macs[128], acc[128], lat[128];
     for (int i = 0; i < 3; i++) {
-        human((double)vm->params[i], p[i], sizeof p[i]);
-        human((double)vm->macs[i], m[i], sizeof m[i]);
+        format_count((double)vm->params[i], p[i], sizeof p[i]);
+        format_count((double)vm->macs[i], m[i], sizeof m[i]);
     }
     VmMeasure *orig = measures_for(&app->measures, vm->orig_hash), *cur = measures_for(&app->measures, vm->hash);
     double acc_plan = vm->plan_units ? plan_accuracy(app, cur->accuracy) : cur->accuracy;

@@ -182,17 +182,3 @@ void draw_bar(int y, int x, int w, double frac, Role r)
     }
     draw_text(y, x, w, r, buf, true);
 }
-
-void human(double x, char *buf, size_t n)
-{
-    if (x < 0)
-        snprintf(buf, n, "?");
-    else if (x >= 1e9)
-        snprintf(buf, n, "%.2fG", x / 1e9);
-    else if (x >= 1e6)
-        snprintf(buf, n, "%.2fM", x / 1e6);
-    else if (x >= 1e4)
-        snprintf(buf, n, "%.1fK", x / 1e3);
-    else
-        snprintf(buf, n, "%.0f", x);
-}

@@ -43,7 +43,5 @@ void draw_textf(int y, int x, int w, Role r, const char *fmt, ...) __attribute__
 void draw_fill(int y, int x, int w, Role r);
 /* A horizontal bar of frac (0..1) of w columns. */
 void draw_bar(int y, int x, int w, double frac, Role r);
-/* Human counts: 1234567 -> "1.23M". */
-void human(double x, char *buf, size_t n);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "app.h"
 #include "draw.h"
+#include "core/util.h"
 
 #include <curses.h>
 #include <stdio.h>
@@ -65,7 +66,7 @@ static void draw_row(const Pane *p, const App *app, int row, int y, const Column
     bool sel = row == p->sel;
     Role base = sel ? (p->focus ? ROLE_SELECTED : ROLE_SELECTED_DIM) : ROLE_NORMAL;
     char params[16], marks[32];
-    human((double)l->params, params, sizeof params);
+    format_count((double)l->params, params, sizeof params);
     Role mrole = marks_text(app, l, row, marks, sizeof marks);
     int x = p->x;
     draw_fill(y, x, p->w, base);

@@ -4,6 +4,7 @@
 
 #include "app.h"
 #include "draw.h"
+#include "core/util.h"
 #include "pane_overlay.h"
 
 #include <curses.h>
@@ -25,8 +26,8 @@ static const char *str(const cJSON *o, const char *key)
 static void totals(Pane *p, const char *what, double before, double after)
 {
     char b[32], a[32];
-    human(before, b, sizeof b);
-    human(after, a, sizeof a);
+    format_count(before, b, sizeof b);
+    format_count(after, a, sizeof a);
     overlay_add(p, ROLE_SUMMARY, "%-8s %10s %s %-10s (%.1f%% kept)", what, b, glyphs.arrow, a,
                 before > 0 ? 100 * after / before : 0);
 }

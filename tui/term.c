@@ -127,6 +127,17 @@ static void release_output(int capture_fd)
 
 static int capture_read_fd = -1;
 
+/* Closes the streams curses used (tty_fd belongs to out_fp). */
+static void close_streams(void)
+{
+    if (out_fp)
+        fclose(out_fp);
+    if (in_fp)
+        fclose(in_fp);
+    out_fp = in_fp = NULL;
+    tty_fd = -1;
+}
+
 int term_open(bool invisible, int rows, int cols, int *capture_fd)
 {
     *capture_fd = -1;
@@ -152,12 +163,7 @@ int term_open(bool invisible, int rows, int cols, int *capture_fd)
     }
     if (!screen) {
         restore_signals();
-        if (out_fp)
-            fclose(out_fp);
-        if (in_fp)
-            fclose(in_fp);
-        out_fp = in_fp = NULL;
-        tty_fd = -1;
+        close_streams();
         have_termios = false;
         return sh_fail(SH_E_UNSUPPORTED, "cannot start the screen on this terminal (TERM=%s)",
                        getenv("TERM") ? getenv("TERM") : "");
@@ -195,12 +201,7 @@ void term_close(void)
     endwin();
     delscreen(screen);
     screen = NULL;
-    if (out_fp)
-        fclose(out_fp);
-    if (in_fp)
-        fclose(in_fp);
-    out_fp = in_fp = NULL;
-    tty_fd = -1;
+    close_streams();
     if (have_termios)
         tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
     have_termios = false;

@@ -71,22 +71,6 @@ static char *base_name(const char *path)
     return name;
 }
 
-/* Float parameters per node; a shared initializer counts at its first reader. */
-static void node_params(const Graph *g, int64_t *params)
-{
-    bool *seen = xcalloc((size_t)g->n_values + 1, sizeof *seen);
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            int v = g->nodes[i].in[k];
-            if (v < 0 || seen[v] || !(g->values[v].flags & VAL_CONST) || !g->values[v].data ||
-                g->values[v].data->dtype != SH_F32)
-                continue;
-            seen[v] = true;
-            params[i] += g->values[v].data->numel;
-        }
-    free(seen);
-}
-
 static int64_t out_channels(const Graph *g, const Node *n)
 {
     if (n->n_out < 1 || n->out[0] < 0)
@@ -110,7 +94,7 @@ static void build_layers(ViewModel *vm, const Workspace *ws)
     int64_t *params = xcalloc((size_t)g->n_nodes + 1, sizeof *params);
     if (graph_macs(g, macs, &total) < 0)
         total = 0;
-    node_params(g, params);
+    graph_node_params(g, params);
     vm->layers = xcalloc((size_t)g->n_nodes + 1, sizeof *vm->layers);
     vm->n_layers = g->n_nodes;
     for (int i = 0; i < g->n_nodes; i++) {

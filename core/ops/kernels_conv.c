@@ -839,14 +839,14 @@ ConvPlan conv_plan(const ConvShape *s, int threads)
      * image) they are too thin, and plain GEMM wins */
     /* F(4x4,3x3) where its 36 GEMMs get enough tiles: 15-30% under F(2x2,3x3)
      * on 28x28 to 7x7 maps with 32-128 channels (V and M near 1 MB a chunk) */
-    const int64_t tiles4 = conv_winograd_ok(s) ? conv_winograd4_tiles(s) : 0;
-    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0 && tiles4 * s->n >= 32) {
-        const int64_t per = 36 * (cin_g + cout_g) * tiles4 * (int64_t)sizeof(float);
+    const bool wino = conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0;
+    if (wino && conv_winograd4_tiles(s) * s->n >= 32) {
+        const int64_t per = 36 * (cin_g + cout_g) * conv_winograd4_tiles(s) * (int64_t)sizeof(float);
         ConvPlan p = conv_plan_with(s, CONV_WINOGRAD4, ((int64_t)1 << 20) / per > 1 ? ((int64_t)1 << 20) / per : 1);
         if (p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP)
             return p;
     }
-    if (conv_winograd_ok(s) && cin_g >= 16 && cout_g >= 16 && P > 0 && wino_geom(s).tiles * s->n >= 64) {
+    if (wino && wino_geom(s).tiles * s->n >= 64) {
         /* V and M (16 x (cin+cout) x tiles floats) near 512 KB */
         ConvPlan p = conv_plan_with(s, CONV_WINOGRAD, chunk_for(8192 / (cin_g + cout_g), wino_geom(s).tiles, s->n));
         if (p.scratch_bytes <= CONV_BATCH_SCRATCH_CAP)
